@@ -1,0 +1,27 @@
+# `make run`  — create .venv, install learnlab, reproduce the flagship study (hard-negatives, laptop preset).
+# `make test` — create .venv if needed and run the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,ray]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/learnlab run hard-negatives --seeds 20
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_hard_negatives.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

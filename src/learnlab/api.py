@@ -1,0 +1,133 @@
+"""The Python API; the CLI is a thin layer over these functions.
+
+    import learnlab
+    summary = learnlab.run("hard-negatives", seeds=20)
+
+`execute` runs a study and returns its result in memory (no I/O: sweeps ship it back from Ray workers);
+`write_run` turns a result into a run directory atomically; `run` does both.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from learnlab.config import StudyConfig, build_config, config_to_yaml, parse_overrides
+from learnlab.errors import LearnlabError
+from learnlab.progress import progress_bar
+from learnlab.reporting import report as reporting
+from learnlab.reporting.stats import compare, table_from_metrics
+from learnlab.store.rundir import atomic_dir, check_free, default_run_dir, read_summary, write_json
+from learnlab.studies import STUDIES, get_study
+from learnlab.studies.base import COLUMNS, Study
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    metrics: pd.DataFrame
+    config: StudyConfig
+
+
+def list_studies() -> list[Study]:
+    return list(STUDIES.values())
+
+
+def resolve(
+    study: str,
+    *,
+    preset: str = "laptop",
+    seeds: int | None = None,
+    arms: list[str] | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+    device: str | None = None,
+) -> tuple[Study, StudyConfig]:
+    """The validated config for a run; raises LearnlabError naming the first bad key or value."""
+    spec = get_study(study)
+    values = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
+    if seeds is not None:
+        values["seeds"] = seeds
+    if arms:
+        values["arms"] = list(arms)
+    if device is not None:
+        values["device"] = device
+    cfg = build_config(spec.config, spec.name, spec.presets, preset, values)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise LearnlabError(f"--device {cfg.device}: CUDA is not available on this machine")
+    return spec, cfg
+
+
+def execute(spec: Study, cfg: StudyConfig, progress: bool = False) -> RunResult:
+    """Run the protocol and compute statistics, comparison and verdicts; writes nothing."""
+    started = time.perf_counter()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    metrics = spec.measure(cfg, lambda desc, total: progress_bar(desc, total, progress))
+    metrics = metrics[COLUMNS].astype({"seed": "int64", "step": "int64", "value": "float64"})
+    final = metrics[metrics.split == "test"]
+    table = table_from_metrics(final)
+    reference = {arm: cells for arm, cells in spec.reference.items() if arm in table}
+    summary: dict[str, Any] = {
+        "study": spec.name,
+        "title": spec.title,
+        "source": spec.source,
+        "preset": cfg.preset,
+        "config": cfg.model_dump(mode="json"),
+        "seeds": cfg.seed_list,
+        "device": cfg.device,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "table": table,
+        "reference": reference,
+        "comparison": compare(table, reference),
+        "claims": [claim.judge(table).as_dict() for claim in spec.claims],
+        "method": spec.method,
+    }
+    summary["notes"] = spec.notes(summary) if spec.notes else []
+    return RunResult(summary, metrics.reset_index(drop=True), cfg)
+
+
+def write_run(result: RunResult, out: Path) -> Path:
+    """Write the output contract into `out`, atomically."""
+    spec = get_study(result.summary["study"])
+    with atomic_dir(out) as tmp:
+        (tmp / "config.yaml").write_text(config_to_yaml(result.config))
+        result.metrics.to_parquet(tmp / "metrics.parquet", index=False)
+        write_json(tmp / "summary.json", result.summary)
+        reporting.render(tmp, result.summary, spec.figures, result.metrics)
+    return out
+
+
+def run(
+    study: str,
+    *,
+    preset: str = "laptop",
+    seeds: int | None = None,
+    arms: list[str] | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+    device: str | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run a study end to end and return its summary (also written to the run directory)."""
+    spec, cfg = resolve(study, preset=preset, seeds=seeds, arms=arms, overrides=overrides, device=device)
+    out_dir = Path(out) if out is not None else default_run_dir(spec.name, cfg.preset)
+    check_free(out_dir)
+    result = execute(spec, cfg, progress=progress)
+    write_run(result, out_dir)
+    return {**result.summary, "run_dir": str(out_dir)}
+
+
+def report(run_dir: str | Path) -> Path:
+    """Re-render report.md/report.html and the figures of an existing run directory."""
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    spec = STUDIES.get(summary.get("study", ""))
+    reporting.render(run_dir, summary, spec.figures if spec else None)
+    return run_dir / "report.html"

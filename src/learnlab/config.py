@@ -1,0 +1,90 @@
+"""Typed study configurations, presets and `key=value` overrides.
+
+Every study declares a pydantic config (a subclass of `StudyConfig`) and three presets: `smoke` (seconds,
+for tests), `laptop` (the default: minutes on a 2-core CPU) and `paper` (the source's full scale). The
+resolved config is what a run saves as `config.yaml`, so it must be enough to re-run the study exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from learnlab.errors import LearnlabError
+
+PRESETS = ("smoke", "laptop", "paper")
+
+
+class StudyConfig(BaseModel):
+    """Fields every study shares. Hyper-parameters carry plain names (`steps`, `lr`, ...)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    study: str = ""
+    preset: str = "laptop"
+    seed: int = Field(0, description="first master seed; seeds are seed .. seed+seeds-1")
+    seeds: int = Field(20, ge=1, description="number of independent repetitions per arm")
+    arms: list[str] = Field(default_factory=list, description="arms to run (empty: all)")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.seeds))
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """Parse `key=value` strings; values are read as YAML scalars/lists (`3`, `1e-3`, `[6, 12]`, `true`)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise LearnlabError(f"bad --set {item!r}: expected key=value")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def validation_message(err: ValidationError, context: str) -> str:
+    """One line naming the first bad key and value."""
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        return f"{context}: unknown config key {key!r}"
+    return f"{context}: invalid value {first.get('input')!r} for {key!r}: {first['msg']}"
+
+
+def build_config(
+    config_cls: type[StudyConfig],
+    study: str,
+    presets: dict[str, dict[str, Any]],
+    preset: str = "laptop",
+    overrides: dict[str, Any] | None = None,
+) -> StudyConfig:
+    """Preset values, then overrides, validated against the study's config class."""
+    if preset not in presets:
+        raise LearnlabError(f"unknown preset {preset!r} for {study} (choose from {', '.join(presets)})")
+    values = {**presets[preset], **(overrides or {}), "study": study, "preset": preset}
+    unknown = sorted(set(values) - set(config_cls.model_fields))
+    if unknown:
+        known = ", ".join(sorted(k for k in config_cls.model_fields if k not in ("study", "preset")))
+        raise LearnlabError(f"unknown config key {unknown[0]!r} for {study} (known: {known})")
+    try:
+        return config_cls.model_validate(values)
+    except ValidationError as err:
+        raise LearnlabError(validation_message(err, study)) from None
+
+
+def config_to_yaml(cfg: StudyConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def config_from_yaml(text: str) -> dict[str, Any]:
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise LearnlabError("config file must hold a mapping of key: value")
+    return data

@@ -1,0 +1,82 @@
+"""Statistics over seeds: mean, standard deviation, bootstrap 95% CI, and the comparison with claims.
+
+Every table cell is {"mean", "std", "ci95": [lo, hi], "values": [...]} with values in seed order, so a
+reader can recompute anything. The bootstrap uses a fixed random state: the same values give the same
+interval, which keeps `summary.json` identical across identical runs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+Cell = dict[str, Any]
+Table = dict[str, dict[str, Cell]]
+
+BOOTSTRAP_RESAMPLES = 4000
+BOOTSTRAP_SEED = 20250101
+
+
+def describe(values: list[float] | np.ndarray) -> Cell:
+    """Mean, sample std (ddof=1), and a percentile-bootstrap 95% CI of the mean."""
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    std = float(x.std(ddof=1)) if x.size > 1 else 0.0
+    if x.size < 2 or np.ptp(x) == 0:
+        lo = hi = mean
+    else:
+        res = stats.bootstrap(
+            (x,),
+            np.mean,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            confidence_level=0.95,
+            method="percentile",
+            rng=np.random.default_rng(BOOTSTRAP_SEED),
+        )
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return {"mean": mean, "std": std, "ci95": [lo, hi], "values": [float(v) for v in x]}
+
+
+def table_from_metrics(final: pd.DataFrame) -> Table:
+    """Rows (arm, seed, metric, value) -> {arm: {metric: cell}}, arms and metrics in first-seen order."""
+    table: Table = {}
+    for (arm, metric), group in final.groupby(["arm", "metric"], sort=False):
+        values = group.sort_values("seed")["value"].to_numpy()
+        table.setdefault(str(arm), {})[str(metric)] = describe(values)
+    return table
+
+
+def compare(table: Table, reference: Table) -> list[dict[str, Any]]:
+    """For each published number: ours, the difference, and whether the published mean is inside our CI."""
+    rows = []
+    for arm, metrics in reference.items():
+        for metric, published in metrics.items():
+            ours = table.get(arm, {}).get(metric)
+            if ours is None:
+                continue
+            lo, hi = ours["ci95"]
+            rows.append(
+                {
+                    "arm": arm,
+                    "metric": metric,
+                    "published_mean": published["mean"],
+                    "published_std": published.get("std", math.nan),
+                    "mean": ours["mean"],
+                    "std": ours["std"],
+                    "ci95": [lo, hi],
+                    "difference": ours["mean"] - published["mean"],
+                    "published_inside_ci": bool(lo <= published["mean"] <= hi),
+                }
+            )
+    return rows
+
+
+def difference(table: Table, metric: str, arm_a: str, arm_b: str) -> Cell:
+    """Paired per-seed difference arm_a - arm_b (arms share seeds, so the pairing removes seed noise)."""
+    a = np.asarray(table[arm_a][metric]["values"])
+    b = np.asarray(table[arm_b][metric]["values"])
+    return describe(a - b)

@@ -1,0 +1,15 @@
+"""The study catalogue: one module per study, each reading like the method section of a paper."""
+
+from __future__ import annotations
+
+from learnlab.errors import LearnlabError
+from learnlab.studies import hard_negatives
+from learnlab.studies.base import Study
+
+STUDIES: dict[str, Study] = {s.name: s for s in (hard_negatives.STUDY,)}
+
+
+def get_study(name: str) -> Study:
+    if name not in STUDIES:
+        raise LearnlabError(f"unknown study {name!r} (available: {', '.join(STUDIES)})")
+    return STUDIES[name]

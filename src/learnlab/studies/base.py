@@ -1,0 +1,89 @@
+"""What a study is: a config, presets, arms, a protocol that measures, and the claims it tests.
+
+A study's `measure(cfg, progress)` runs the protocol and returns long-format measurements
+(arm, seed, step, split, metric, value). Rows with split == "test" at the final step are the study's
+result table; the rest are learning curves. Everything else — statistics, the comparison with the
+published numbers, verdicts, the run directory and the report — is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from learnlab.config import StudyConfig
+from learnlab.reporting.stats import Table
+
+Progress = Callable[[str, int], Any]  # progress(description, total) -> context yielding update(n)
+COLUMNS = ["arm", "seed", "step", "split", "metric", "value"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str
+    held: bool
+    evidence: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "claim": self.claim,
+            "verdict": "reproduced" if self.held else "not reproduced",
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A published claim and the test that decides, from our table, whether it held."""
+
+    text: str
+    check: Callable[[Table], tuple[bool, str]]
+
+    def judge(self, table: Table) -> Verdict:
+        try:
+            held, evidence = self.check(table)
+        except KeyError as missing:  # an arm or metric this run did not measure
+            return Verdict(self.text, False, f"not measured in this run ({missing})")
+        return Verdict(self.text, held, evidence)
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    source: str
+    method: str  # the protocol in a paragraph, for the report
+    config: type[StudyConfig]
+    presets: dict[str, dict[str, Any]]
+    arms: tuple[str, ...]
+    measure: Callable[[Any, Progress], pd.DataFrame]
+    reference: Table = field(default_factory=dict)  # published numbers, {arm: {metric: {mean, std}}}
+    claims: tuple[Claim, ...] = ()
+    headline: tuple[tuple[str, str], ...] = ()  # (arm, metric) cells shown by `learnlab runs`
+    figures: Callable[[dict[str, Any], pd.DataFrame], dict[str, Any]] | None = None
+    notes: Callable[[dict[str, Any]], list[str]] | None = None  # findings beyond the source
+
+    def describe(self) -> str:
+        return f"{self.name:<18} {self.title} [presets: {', '.join(self.presets)}]"
+
+
+def member_rows(members: list[tuple[str, int]], steps: list[int], values: Any, split: str, metric: str) -> pd.DataFrame:
+    """Long rows for a [len(steps), K] array of per-member values (member k = members[k])."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float).reshape(len(steps), len(members))
+    arms = [arm for arm, _ in members]
+    seeds = [seed for _, seed in members]
+    return pd.DataFrame(
+        {
+            "arm": np.tile(arms, len(steps)),
+            "seed": np.tile(seeds, len(steps)),
+            "step": np.repeat(steps, len(members)),
+            "split": split,
+            "metric": metric,
+            "value": values.reshape(-1),
+        }
+    )

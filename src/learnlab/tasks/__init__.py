@@ -1,0 +1,1 @@
+"""Synthetic task data: vectorized torch generators, each driven by an explicit `torch.Generator`."""

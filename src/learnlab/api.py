@@ -24,7 +24,7 @@ from learnlab.progress import progress_bar
 from learnlab.reporting import report as reporting
 from learnlab.reporting.stats import compare, table_from_metrics
 from learnlab.store.rundir import atomic_dir, check_free, default_run_dir, read_summary, write_json
-from learnlab.studies import STUDIES, get_study
+from learnlab.studies import STUDIES, get_study  # noqa: F401 - re-exported
 from learnlab.studies.base import COLUMNS, Study
 
 

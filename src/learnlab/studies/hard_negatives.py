@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
 from learnlab.config import StudyConfig
@@ -63,10 +63,15 @@ class Config(StudyConfig):
         longest = max(self.max_len, self.eval_len, self.extrap_len)
         if longest > self.vocab_size:
             raise ValueError(f"sorted sequences of length {longest} need vocab_size >= {longest}")
-        unknown = [a for a in self.arms if a not in ARMS]
+        return self
+
+    @field_validator("arms")
+    @classmethod
+    def _known_arms(cls, arms: list[str]) -> list[str]:
+        unknown = [a for a in arms if a not in ARMS]
         if unknown:
             raise ValueError(f"unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
-        return self
+        return arms
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -1,0 +1,200 @@
+"""The `learnlab` command line: list, run, report, runs, sweep.
+
+Bad input (unknown study, key or value) prints one line naming the problem and exits with code 2,
+before any run directory is created.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from learnlab import api
+from learnlab.errors import LearnlabError
+from learnlab.reporting.report import fmt
+from learnlab.store.rundir import DEFAULT_ROOT, find_runs
+
+console = Console()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def app() -> None:
+    """A laboratory for the science of how neural networks learn."""
+
+
+def _arms(arms: str | None) -> list[str] | None:
+    return [a.strip() for a in arms.split(",") if a.strip()] if arms else None
+
+
+def _overrides(config: Path | None, sets: tuple[str, ...]) -> dict:
+    from learnlab.config import config_from_yaml, parse_overrides
+
+    values = {}
+    if config is not None:
+        if not config.is_file():
+            raise LearnlabError(f"--config {str(config)!r}: no such file")
+        values = config_from_yaml(config.read_text())
+        for key in ("study", "preset"):
+            values.pop(key, None)
+    return {**values, **parse_overrides(list(sets))}
+
+
+def run_options(command):
+    """Options shared by `run` and `sweep`."""
+    options = [
+        click.option("--preset", "-p", default="laptop", show_default=True, help="smoke | laptop | paper"),
+        click.option("--seeds", type=int, help="number of seeds per arm: seed .. seed+K-1"),
+        click.option("--arms", help="comma-separated arms to run (default: all)"),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config value"),
+        click.option("--device", help="cpu | cuda"),
+        click.option("--quiet", "-q", is_flag=True, help="no progress bar"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the studies, one line each, with their presets."""
+    for spec in api.list_studies():
+        click.echo(spec.describe())
+
+
+@app.command()
+@click.argument("study")
+@run_options
+@click.option("--out", type=click.Path(path_type=Path), help="run directory (default: runs/STUDY-PRESET-TIME)")
+@click.option("--config", type=click.Path(path_type=Path), help="a config.yaml to re-run (--set follows it)")
+def run(study, preset, seeds, arms, sets, device, quiet, out, config) -> None:
+    """Run a study and write its run directory (summary.json, metrics.parquet, report.md/html, figures)."""
+    summary = api.run(
+        study,
+        preset=preset,
+        seeds=seeds,
+        arms=_arms(arms),
+        overrides=_overrides(config, sets),
+        device=device,
+        out=out,
+        progress=not quiet,
+    )
+    print_summary(summary)
+
+
+def print_summary(summary: dict) -> None:
+    table = summary["table"]
+    metrics = list(dict.fromkeys(m for cells in table.values() for m in cells))
+    view = Table(
+        title=f"{summary['study']} · {summary['preset']} · {len(summary['seeds'])} seeds · "
+        f"{summary['wall_seconds']:.1f} s"
+    )
+    view.add_column("arm")
+    for m in metrics:
+        view.add_column(m, justify="right")
+    for arm, cells in table.items():
+        view.add_row(arm, *(f"{fmt(c['mean'])} ± {fmt(c['std'])}" if (c := cells.get(m)) else "—" for m in metrics))
+    for arm, cells in summary.get("reference", {}).items():
+        view.add_row(
+            f"{arm} (published)",
+            *(f"{fmt(c['mean'])} ± {fmt(c['std'])}" if (c := cells.get(m)) else "" for m in metrics),
+            style="dim",
+        )
+    console.print(view)
+    for claim in summary.get("claims", []):
+        colour = "green" if claim["verdict"] == "reproduced" else "red"
+        console.print(f"[{colour}]{claim['verdict']}[/{colour}] {claim['claim']}: {claim['evidence']}", highlight=False)
+    if "run_dir" in summary:
+        console.print(f"run directory: {summary['run_dir']}", highlight=False)
+
+
+@app.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def report(run_dir: Path) -> None:
+    """Re-render report.md, report.html and the figures of a run directory."""
+    click.echo(api.report(run_dir))
+
+
+@app.command()
+@click.option("--root", type=click.Path(path_type=Path), default=DEFAULT_ROOT, show_default=True)
+def runs(root: Path) -> None:
+    """List past runs: study, preset, seeds, date and headline numbers."""
+    found = find_runs(root)
+    if not found:
+        click.echo(f"no runs under {root}")
+        return
+    rows = [("run", "study", "preset", "seeds", "date", "headline")]
+    for path, summary in found:
+        spec = api.STUDIES.get(summary.get("study", ""))
+        cells = []
+        for arm, metric in spec.headline if spec else ():
+            cell = summary.get("table", {}).get(arm, {}).get(metric)
+            if cell:
+                cells.append(f"{arm}.{metric} {fmt(cell['mean'])}")
+        rows.append(
+            (
+                str(path),
+                summary.get("study", "?"),
+                summary.get("preset", "?"),
+                str(len(summary.get("seeds", []))),
+                summary.get("created", "")[:16].replace("T", " "),
+                ", ".join(cells),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+
+
+@app.command()
+@click.argument("study")
+@click.option("--grid", multiple=True, required=True, metavar="KEY=V1,V2", help="repeat for a product grid")
+@run_options
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", help="Ray cluster address (default: start a local one)")
+@click.option("--out", type=click.Path(path_type=Path), help="sweep directory; an existing one is resumed")
+def sweep(study, grid, preset, seeds, arms, sets, device, quiet, backend, address, out) -> None:
+    """Run a grid of independent runs (each a normal run directory) and a sweep summary table."""
+    from learnlab.sweeps import run_sweep
+
+    result = run_sweep(
+        study,
+        list(grid),
+        preset=preset,
+        seeds=seeds,
+        arms=_arms(arms),
+        overrides=_overrides(None, sets),
+        device=device,
+        backend=backend,
+        address=address,
+        out=out,
+        progress=not quiet,
+    )
+    console.print(result.table_markdown, highlight=False)
+    console.print(f"sweep directory: {result.out}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors with exit code 2 instead of tracebacks for bad input."""
+    try:
+        code = app.main(args=argv, prog_name="learnlab", standalone_mode=False)
+    except LearnlabError as err:
+        click.echo(f"error: {err}", err=True)
+        return 2
+    except click.exceptions.NoArgsIsHelpError as err:
+        click.echo(err.format_message())
+        return 0
+    except click.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
+        return err.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("interrupted: no run directory was written", err=True)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""A grid sweep: every point is an independent, normal run directory; one table summarises them all.
+
+Points are validated before anything is written. Runs are computed by a backend — in this process
+(`local`) or as Ray tasks (`ray`, the optional extra `learnlab[ray]`) — and written by the driver, so
+a remote cluster needs no shared filesystem. An existing sweep directory is resumed: points whose run
+directory is complete are not run again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from learnlab import api
+from learnlab.config import StudyConfig, parse_overrides
+from learnlab.errors import LearnlabError
+from learnlab.progress import progress_bar
+from learnlab.reporting.report import to_markdown
+from learnlab.store.rundir import DEFAULT_ROOT, write_json
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    table: pd.DataFrame
+
+    @property
+    def table_markdown(self) -> str:
+        return to_markdown([("table", (list(self.table.columns), self.table.astype(str).values.tolist()))])
+
+
+def expand_grid(grid: list[str]) -> list[dict[str, Any]]:
+    """`["lr=1e-3,5e-3", "steps=100,200"]` -> the product of the values, in the order given."""
+    axes: dict[str, list[Any]] = {}
+    for item in grid:
+        key, sep, raw = item.partition("=")
+        values = [v for v in raw.split(",") if v.strip()]
+        if not sep or not key.strip() or not values:
+            raise LearnlabError(f"bad --grid {item!r}: expected key=v1,v2,...")
+        axes[key.strip()] = [next(iter(parse_overrides([f"{key}={v}"]).values())) for v in values]
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+def point_name(index: int, point: dict[str, Any]) -> str:
+    label = ",".join(f"{k}={v}" for k, v in point.items())
+    return f"{index:03d}-" + re.sub(r"[^A-Za-z0-9_.,=+-]", "_", label)
+
+
+def run_sweep(
+    study: str,
+    grid: list[str],
+    *,
+    preset: str = "laptop",
+    seeds: int | None = None,
+    arms: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    device: str | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> SweepResult:
+    if backend not in BACKENDS:
+        raise LearnlabError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    points = expand_grid(grid)
+    configs = []
+    for point in points:
+        spec, cfg = api.resolve(
+            study, preset=preset, seeds=seeds, arms=arms, overrides={**(overrides or {}), **point}, device=device
+        )
+        configs.append(cfg)
+    out_dir = Path(out) if out else DEFAULT_ROOT / f"{spec.name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    names = [point_name(i, p) for i, p in enumerate(points)]
+    todo = [i for i, name in enumerate(names) if not (out_dir / name / "summary.json").is_file()]
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    execute = _ray_executor(address) if backend == "ray" else _local_executor(progress)
+    with progress_bar(f"sweep {spec.name} · {len(points)} points", len(points), progress) as update:
+        update(len(points) - len(todo))
+        for done, (i, result) in enumerate(execute(spec.name, [configs[i] for i in todo], todo), start=1):
+            api.write_run(result, out_dir / names[i])
+            update(len(points) - len(todo) + done)
+
+    table = summarise(out_dir, names, points)
+    table.to_parquet(out_dir / "sweep.parquet", index=False)
+    (out_dir / "sweep.md").write_text(f"# Sweep of {spec.name}\n\n" + SweepResult(out_dir, table).table_markdown)
+    write_json(
+        out_dir / "sweep.json",
+        {
+            "study": spec.name,
+            "preset": preset,
+            "grid": grid,
+            "backend": backend,
+            "points": [{"run": n, **p} for n, p in zip(names, points, strict=True)],
+        },
+    )
+    return SweepResult(out_dir, table)
+
+
+def summarise(out_dir: Path, names: list[str], points: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (point, arm, metric): the point's values, mean, std and the 95% CI."""
+    rows = []
+    for name, point in zip(names, points, strict=True):
+        summary = json.loads((out_dir / name / "summary.json").read_text())
+        for arm, cells in summary["table"].items():
+            for metric, cell in cells.items():
+                rows.append(
+                    {
+                        "run": name,
+                        **point,
+                        "arm": arm,
+                        "metric": metric,
+                        "mean": round(cell["mean"], 6),
+                        "std": round(cell["std"], 6),
+                        "ci95_lo": round(cell["ci95"][0], 6),
+                        "ci95_hi": round(cell["ci95"][1], 6),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+Executor = Callable[[str, list[StudyConfig], list[int]], Iterator[tuple[int, api.RunResult]]]
+
+
+def _local_executor(progress: bool) -> Executor:
+    def execute(study: str, configs: list[StudyConfig], ids: list[int]) -> Iterator[tuple[int, api.RunResult]]:
+        spec = api.get_study(study)
+        for i, cfg in zip(ids, configs, strict=True):
+            yield i, api.execute(spec, cfg, progress=False)
+
+    return execute
+
+
+def _execute_remote(study: str, config: dict[str, Any]) -> api.RunResult:
+    spec = api.get_study(study)
+    return api.execute(spec, spec.config.model_validate(config))
+
+
+def _ray_executor(address: str | None) -> Executor:
+    try:
+        import ray
+    except ImportError:
+        raise LearnlabError("the ray backend needs the optional extra: pip install 'learnlab[ray]'") from None
+
+    def execute(study: str, configs: list[StudyConfig], ids: list[int]) -> Iterator[tuple[int, api.RunResult]]:
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(num_cpus=1)(_execute_remote)
+        pending = {remote.remote(study, cfg.model_dump(mode="json")): i for i, cfg in zip(ids, configs, strict=True)}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ready[0])
+            yield i, ray.get(ready[0])
+
+    return execute

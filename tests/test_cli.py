@@ -1,0 +1,89 @@
+"""The command line: one-line errors with exit code 2, and the run directory contract."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from learnlab.cli import main
+
+SMOKE = ["run", "hard-negatives", "--preset", "smoke", "--quiet"]
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["run", "hard-negatives", "--set", "steps=-3"], "steps"),
+        (["run", "hard-negatives", "--set", "no_such_key=1"], "no_such_key"),
+        (["run", "hard-negatives", "--seeds", "0"], "seeds"),
+        (["run", "no-such-study"], "no-such-study"),
+        (["run", "hard-negatives", "--arms", "baseline,nope"], "nope"),
+        (["run", "hard-negatives", "--preset", "huge"], "huge"),
+        (["run", "hard-negatives", "--set", "min_len=9", "--set", "max_len=7"], "max_len"),
+        (["run", "hard-negatives", "--seeds", "many"], "--seeds"),
+        (["sweep", "hard-negatives", "--grid", "lr"], "--grid"),
+        (["sweep", "hard-negatives", "--grid", "lr=0.1,-1"], "lr"),
+        (["report", "nowhere"], "nowhere"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(in_tmp, capsys, argv, named):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert named in err and "Traceback" not in err
+    assert not (in_tmp / "runs").exists()
+
+
+def test_list_names_studies_and_presets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "hard-negatives" in out and "smoke" in out and "paper" in out
+
+
+def test_smoke_run_writes_the_output_contract(in_tmp, capsys):
+    assert main([*SMOKE, "--out", "r1", "--arms", "baseline,concept", "--seeds", "2", "--set", "seed=42"]) == 0
+    run = in_tmp / "r1"
+    for name in (
+        "summary.json",
+        "metrics.parquet",
+        "config.yaml",
+        "report.md",
+        "report.html",
+        "learning_curves.png",
+        "final.png",
+    ):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary) >= {"study", "preset", "config", "seeds", "device", "wall_seconds", "table", "reference"}
+    assert summary["seeds"] == [42, 43]
+    assert list(summary["table"]) == ["baseline", "concept"]
+    cell = summary["table"]["concept"]["hard"]
+    assert set(cell) == {"mean", "std", "ci95", "values"} and len(cell["values"]) == 2
+    assert 0.0 <= cell["ci95"][0] <= cell["mean"] <= cell["ci95"][1] <= 1.0
+    metrics = pd.read_parquet(run / "metrics.parquet")
+    assert list(metrics.columns) == ["arm", "seed", "step", "split", "metric", "value"]
+    assert set(metrics.split) == {"train", "eval", "test"}
+    assert "concept" in capsys.readouterr().out  # the table is printed
+
+    # the saved config re-runs the same thing
+    assert main([*SMOKE, "--out", "r2", "--config", str(run / "config.yaml")]) == 0
+    again = json.loads((in_tmp / "r2" / "summary.json").read_text())
+    assert again["table"] == summary["table"]
+
+
+def test_runs_lists_past_runs_and_report_rerenders(in_tmp, capsys):
+    assert main([*SMOKE, "--arms", "concept"]) == 0
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out
+    assert "hard-negatives" in out and "smoke" in out and "concept.hard" in out
+    run = next((in_tmp / "runs").iterdir())
+    (run / "report.md").unlink()
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.md").is_file()
+
+
+def test_existing_out_dir_is_refused(in_tmp, capsys):
+    (in_tmp / "taken").mkdir()
+    assert main([*SMOKE, "--out", "taken"]) == 2
+    assert "taken" in capsys.readouterr().err

@@ -1,0 +1,5 @@
+import sys
+
+from learnlab.cli import main
+
+sys.exit(main())

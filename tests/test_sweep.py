@@ -1,0 +1,54 @@
+"""Sweeps: a grid of normal run directories plus a summary table; Ray gives the local numbers."""
+
+import pandas as pd
+import pytest
+
+from learnlab.cli import main
+from learnlab.sweeps import expand_grid, run_sweep
+
+GRID = ["lr=0.001,0.005"]
+
+
+def test_expand_grid_is_the_product_in_order():
+    assert expand_grid(["a=1,2", "b=x,y"]) == [
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+    ]
+
+
+def sweep(out, backend="local"):
+    return run_sweep("hard-negatives", GRID, preset="smoke", arms=["concept"], backend=backend, out=out, progress=False)
+
+
+def test_local_sweep_writes_runs_and_summary_and_resumes(tmp_path):
+    result = sweep(tmp_path / "s")
+    runs = sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir())
+    assert runs == ["000-lr=0.001", "001-lr=0.005"]
+    table = pd.read_parquet(tmp_path / "s" / "sweep.parquet")
+    assert set(table.lr) == {0.001, 0.005} and {"mean", "ci95_lo", "ci95_hi"} <= set(table.columns)
+    assert (tmp_path / "s" / "sweep.md").read_text().startswith("# Sweep of hard-negatives")
+    # resuming: a finished point is not run again
+    (tmp_path / "s" / "000-lr=0.001" / "report.md").write_text("kept")
+    again = sweep(tmp_path / "s")
+    assert (tmp_path / "s" / "000-lr=0.001" / "report.md").read_text() == "kept"
+    pd.testing.assert_frame_equal(again.table, result.table)
+
+
+def test_sweep_cli_rejects_unknown_backend(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "hard-negatives", "--grid", "lr=0.1", "--backend", "spark"]) == 2
+    assert "spark" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_ray_backend_matches_local(tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = sweep(tmp_path / "ray", backend="ray")
+    finally:
+        ray.shutdown()
+    local = sweep(tmp_path / "local")
+    pd.testing.assert_frame_equal(remote.table, local.table)

@@ -59,6 +59,7 @@ def final_table(summary: dict[str, Any]) -> Figure | None:
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(metrics) * max(1, len(arms)) * 0.45 + 2), 3.6))
     width = 0.8 / len(arms)
     x = np.arange(len(metrics))
+    labelled = False
     for i, arm in enumerate(arms):
         cells = [table[arm].get(m) for m in metrics]
         means = np.array([c["mean"] if c else np.nan for c in cells])
@@ -69,7 +70,8 @@ def final_table(summary: dict[str, Any]) -> Figure | None:
         for j, m in enumerate(metrics):
             ref = reference.get(arm, {}).get(m)
             if ref:
-                ax.plot(pos[j], ref["mean"], "kD", ms=4, label="published" if (i, j) == (0, 0) else None)
+                ax.plot(pos[j], ref["mean"], "kD", ms=4, label=None if labelled else "published")
+                labelled = True
     ax.set_xticks(x, metrics)
     ax.set(ylabel="value (mean, 95% CI)", title="Final measurements (◆ published)")
     ax.legend(fontsize=7, ncol=min(len(arms) + 1, 6), loc="lower right")

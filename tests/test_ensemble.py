@@ -53,10 +53,37 @@ def reference_logits(ref, tokens):
     return head(h[-1]).squeeze(1)
 
 
-def test_lstm_function_gradcheck():
-    xg = torch.randn(4, 2, 3, 8, dtype=torch.float64, requires_grad=True)
-    w = (0.5 * torch.randn(2, 2, 8, dtype=torch.float64)).requires_grad_()
-    assert torch.autograd.gradcheck(LSTMLastHidden.apply, (xg, w))
+def naive_lstm(xg, w, starts):
+    """Textbook autograd LSTM, gate order (i, f, o, g); member k reads xg from step starts[k] on."""
+    steps, k, b, g4 = xg.shape
+    out = []
+    for j in range(k):
+        h = c = xg.new_zeros(b, g4 // 4)
+        for t in range(starts[j], steps):
+            i, f, o, g = (xg[t, j] + h @ w[j]).chunk(4, dim=-1)
+            c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+            h = o.sigmoid() * c.tanh()
+        out.append(h)
+    return torch.stack(out)
+
+
+def test_lstm_function_matches_textbook_lstm_values_and_gradients():
+    steps, k = 6, 4
+    active = (1, 1, 2, 3, 4, 4)  # members 1..3 start at steps 1, 2, 3
+    starts = [0, 2, 3, 4]
+    xg = torch.randn(steps, k, 3, 8, dtype=torch.float64, requires_grad=True)
+    w = (0.5 * torch.randn(k, 2, 8, dtype=torch.float64)).requires_grad_()
+    upstream = torch.randn(k, 3, 2, dtype=torch.float64)
+    table = xg.reshape(-1, 8)  # every input its own table row
+    rows = torch.arange(table.shape[0]).view(steps, k, 3)
+    for act, st in ((None, [0] * k), (active, starts)):
+        ours = LSTMLastHidden.apply(table, rows, w, act)
+        grads = torch.autograd.grad(ours, (xg, w), upstream)
+        ref = naive_lstm(xg, w, st)
+        ref_grads = torch.autograd.grad(ref, (xg, w), upstream)
+        torch.testing.assert_close(ours, ref)
+        torch.testing.assert_close(grads[0], ref_grads[0])  # zero where a member has not started
+        torch.testing.assert_close(grads[1], ref_grads[1])
 
 
 def test_gate_order_round_trip():

@@ -38,7 +38,7 @@ def train_ensemble(
     on_step: Callable[[int], None] | None = None,
 ) -> TrainLog:
     """Train all members of `model` together with Adam; `batch(step)` gives every member its own batch."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
     losses: list[Tensor] = []
     log = TrainLog(losses=torch.empty(0))
     for step in range(steps):

@@ -29,13 +29,16 @@ def _tanh_into(x: Tensor, out: Tensor) -> Tensor:
 class LSTMLastHidden(torch.autograd.Function):
     """h_T of an LSTM with h_0 = c_0 = 0, for K models at once; exact, with a hand-written backward.
 
-    xg: [T, K, B, 4H] input pre-activations (x_t W_ih + b), gate order (i, f, o, g).
-    w:  [K, H, 4H] recurrent weights. Returns h_T: [K, B, H].
+    table:  [N, 4H] input pre-activations (x W_ih + b) of every (member, token), gate order (i, f, o, g).
+    rows:   [T, K, B] the table row each input reads (the embedding lookup, fused in here).
+    w:      [K, H, 4H] recurrent weights.
+    active: members running at each step, a prefix of the K axis (members start late, never stop early).
+    Returns h_T: [K, B, H] (zero for a member that never started).
 
     On a CPU these tensors are tiny and every op costs its dispatch plus cache-cold memory traffic, so
     the number of ops per time step is what matters (7 elementwise + 1 matmul forward):
     - tanh is never called (slower than sigmoid on CPU): tanh(x) = 2·sigmoid(2x) - 1. The g gate's
-      factor 2 is folded into scaled copies of xg and w, so one sigmoid covers all four gates;
+      factor 2 is folded into scaled copies of the table and w, so one sigmoid covers all four gates;
     - the cell state is carried doubled, c2 = 2c, so tanh(c) = 2·sigmoid(c2) - 1 needs no extra op;
     - buffers are time-major, so each step's slice is contiguous and nothing is permuted or copied;
     - the forward saves, slot-aligned with the gates S = (i, f, o, σ_g), their partners in the cell
@@ -44,13 +47,16 @@ class LSTMLastHidden(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, xg: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
-        steps, k, b, g4 = xg.shape
+    def forward(ctx, table: Tensor, rows: Tensor, w: Tensor, active: tuple[int, ...] | None = None) -> Tensor:  # type: ignore[override]
+        steps, k, b = rows.shape
+        g4 = table.shape[1]
+        active = active or (k,) * steps
         h = g4 // 4
-        opts = {"dtype": xg.dtype, "device": xg.device}
+        opts = {"dtype": table.dtype, "device": table.device}
         scale = torch.ones(g4, **opts)
         scale[3 * h :] = 2.0
-        gates = torch.mul(xg, scale)  # pre-activations, then (in place) activations
+        # pre-activations, then (in place) activations
+        gates = (table * scale).index_select(0, rows.reshape(-1)).view(steps, k, b, g4)
         w2 = w * scale
         partners = torch.empty(steps + 1, k, b, g4, **opts)  # M; M[t+1] slot 1 receives c2_t
         partners[0, :, :, h : 2 * h] = 0.0  # c2_{-1} = 0
@@ -58,39 +64,49 @@ class LSTMLastHidden(torch.autograd.Function):
         h_last = torch.empty(k, b, h, **opts)
         scratch = torch.empty(k, b, h, **opts)
         minus2, minus1 = torch.tensor(-2.0, **opts), torch.tensor(-1.0, **opts)
-        for t in range(steps):
-            a = gates[t]
+        h_last.zero_() if active[-1] < k else None
+        for t, n in enumerate(active):  # members n.. have not started yet: skip them
+            if t > 0 and active[t - 1] < n:  # members starting now begin from a zero state
+                hs[t - 1, active[t - 1] : n].zero_()
+                partners[t, active[t - 1] : n, :, h : 2 * h].zero_()
+            a = gates[t, :n]
             if t > 0:
-                a.baddbmm_(hs[t - 1], w2)
+                a.baddbmm_(hs[t - 1, :n], w2[:n])
             a.sigmoid_()
             i, f, o, sg = a[..., :h], a[..., h : 2 * h], a[..., 2 * h : 3 * h], a[..., 3 * h :]
-            m = partners[t]
+            m = partners[t, :n]
             g2 = torch.add(minus2, sg, alpha=4.0, out=m[..., :h])  # 2·tanh(pre_g)
-            c2 = partners[t + 1, :, :, h : 2 * h]
+            c2 = partners[t + 1, :n, :, h : 2 * h]
             if t > 0:
                 torch.mul(f, m[..., h : 2 * h], out=c2).addcmul_(i, g2)  # c2 = f·c2 + i·2g
             else:
                 torch.mul(i, g2, out=c2)
-            tc = torch.add(minus1, torch.sigmoid(c2, out=scratch), alpha=2.0, out=m[..., 2 * h : 3 * h])
-            torch.mul(o, tc, out=h_last if t == steps - 1 else hs[t])
+            tc = torch.add(minus1, torch.sigmoid(c2, out=scratch[:n]), alpha=2.0, out=m[..., 2 * h : 3 * h])
+            torch.mul(o, tc, out=(h_last if t == steps - 1 else hs[t])[:n])
         torch.mul(gates[..., :h], 8.0, out=partners[:steps, :, :, 3 * h :])
-        ctx.save_for_backward(gates, partners, hs, w)
+        ctx.save_for_backward(gates, partners, hs, w, rows)
+        ctx.active, ctx.table_rows = active, table.shape[0]
         return h_last
 
     @staticmethod
-    def backward(ctx, dh_last: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        gates, partners, hs, w = ctx.saved_tensors
+    def backward(ctx, dh_last: Tensor) -> tuple[Tensor, None, Tensor, None]:  # type: ignore[override]
+        # The backward reuses the saved buffers in place (the partners become the local derivatives,
+        # the gates become dxg): half the memory traffic, which is what bounds this loop on a CPU.
+        if getattr(ctx, "consumed", False):
+            raise RuntimeError("LSTMLastHidden's backward consumes its saved buffers: no retain_graph")
+        ctx.consumed = True
+        gates, partners, hs, w, rows = ctx.saved_tensors
         steps, k, b, g4 = gates.shape
         h = g4 // 4
         m = partners[:steps]
-        # d(pre-activation) per unit of dc2 (gates i, f, g) or of dh (gate o)
-        local = torch.addcmul(gates, gates, gates, value=-1.0).mul_(m).view(steps, k, b, 4, h)
         tcs = m[..., 2 * h : 3 * h]
         dc2_from_h = torch.addcmul(
             torch.tensor(0.5, dtype=gates.dtype, device=gates.device), tcs, tcs, value=-0.5
         ).mul_(gates[..., 2 * h : 3 * h])
+        # d(pre-activation) per unit of dc2 (gates i, f, g) or of dh (gate o): M·S·(1 - S)
+        local = m.mul_(gates).addcmul_(m, gates, value=-1.0).view(steps, k, b, 4, h)
         f = gates[..., h : 2 * h]
-        dxg = torch.empty_like(gates)
+        dxg = gates
         d4 = dxg.view(steps, k, b, 4, h)
         dw = torch.zeros_like(w)
         wt = w.transpose(1, 2)
@@ -98,18 +114,24 @@ class LSTMLastHidden(torch.autograd.Function):
         dc2 = torch.empty_like(dh)
         carried = None  # dc2 flowing back through the forget gate
         for t in range(steps - 1, -1, -1):
+            n = ctx.active[t]
+            dh, delta = dh[:n], dc2[:n]
             if carried is None:
-                torch.mul(dh, dc2_from_h[t], out=dc2)
+                torch.mul(dh, dc2_from_h[t, :n], out=delta)
             else:
-                torch.addcmul(carried, dh, dc2_from_h[t], out=dc2)
-            for gate in (0, 1, 3):  # one mul per gate: a broadcast over gates measured much slower
-                torch.mul(local[t, :, :, gate], dc2, out=d4[t, :, :, gate])
-            torch.mul(local[t, :, :, 2], dh, out=d4[t, :, :, 2])
+                torch.addcmul(carried[:n], dh, dc2_from_h[t, :n], out=delta)
             if t > 0:
-                dw.baddbmm_(hs[t - 1].transpose(1, 2), dxg[t])
-                dh = torch.bmm(dxg[t], wt)
-                carried = torch.mul(dc2, f[t])
-        return dxg, dw
+                carried = torch.mul(delta, f[t, :n])  # before dxg[t] overwrites f[t]
+            for gate in (0, 1, 3):  # one mul per gate: a broadcast over gates measured much slower
+                torch.mul(local[t, :n, :, gate], delta, out=d4[t, :n, :, gate])
+            torch.mul(local[t, :n, :, 2], dh, out=d4[t, :n, :, 2])
+            if n < k:
+                dxg[t, n:].zero_()
+            if t > 0:
+                dw[:n].baddbmm_(hs[t - 1, :n].transpose(1, 2), dxg[t, :n])
+                dh = torch.bmm(dxg[t, :n], wt[:n])
+        dtable = dxg.new_zeros(ctx.table_rows, g4).index_add_(0, rows.reshape(-1), dxg.view(-1, g4))
+        return dtable, None, dw, None
 
 
 def _last_hidden_inference(table: Tensor, rows: Tensor, w: Tensor) -> Tensor:
@@ -182,8 +204,14 @@ class EnsembleLSTMClassifier(nn.Module):
         flat = table.reshape(-1, table.shape[-1])
         if not torch.is_grad_enabled():
             return _last_hidden_inference(flat, rows, self.w_hh)
-        xg = flat.index_select(0, rows.reshape(-1)).view(t, k, b, -1)
-        return LSTMLastHidden.apply(xg, self.w_hh)
+        # Order members by how early their sequences start, so that the members running at each
+        # step are a prefix of the K axis and padding steps cost nothing.
+        started = (tokens != self.vocab_size).any(dim=1)  # [K, T]
+        first = torch.where(started.any(dim=1), started.float().argmax(dim=1), t)
+        order = first.argsort(stable=True)
+        active = tuple(torch.searchsorted(first[order], torch.arange(t, device=first.device), right=True).tolist())
+        hidden = LSTMLastHidden.apply(flat, rows.index_select(1, order), self.w_hh.index_select(0, order), active)
+        return hidden.index_select(0, order.argsort())
 
     def forward(self, tokens: Tensor) -> Tensor:
         hidden = self.last_hidden(tokens)

@@ -97,10 +97,11 @@ class TrainingStream:
         c, n = self.cfg, DATA_CHUNK * self.cfg.batch_size
         lengths = torch.randint(c.min_len, c.max_len + 1, (DATA_CHUNK,), generator=gen, device=gen.device)
         rows = lengths.repeat_interleave(c.batch_size)
+        ordered = task.sorted_sequences(rows, c.max_len, c.vocab_size, gen)  # a row is a positive or ...
         return {
             "lengths": lengths,
-            "pos": task.sorted_sequences(rows, c.max_len, c.vocab_size, gen),
-            "hard": task.adjacent_swaps(task.sorted_sequences(rows, c.max_len, c.vocab_size, gen), rows, 1, gen),
+            "pos": ordered,
+            "hard": task.adjacent_swaps(ordered, rows, 1, gen),  # ... this one-swap negative: one draw does
             "easy": task.random_unsorted(rows, c.max_len, c.vocab_size, gen),
             "is_pos": torch.rand(n, generator=gen, device=gen.device) < 0.5,
             "u_hard": torch.rand(n, generator=gen, device=gen.device),

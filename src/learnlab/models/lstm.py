@@ -75,6 +75,7 @@ class LSTMLastHidden(torch.autograd.Function):
             a.sigmoid_()
             i, f, o, sg = a[..., :h], a[..., h : 2 * h], a[..., 2 * h : 3 * h], a[..., 3 * h :]
             m = partners[t, :n]
+            torch.mul(i, 8.0, out=m[..., 3 * h :])
             g2 = torch.add(minus2, sg, alpha=4.0, out=m[..., :h])  # 2·tanh(pre_g)
             c2 = partners[t + 1, :n, :, h : 2 * h]
             if t > 0:
@@ -83,7 +84,6 @@ class LSTMLastHidden(torch.autograd.Function):
                 torch.mul(i, g2, out=c2)
             tc = torch.add(minus1, torch.sigmoid(c2, out=scratch[:n]), alpha=2.0, out=m[..., 2 * h : 3 * h])
             torch.mul(o, tc, out=(h_last if t == steps - 1 else hs[t])[:n])
-        torch.mul(gates[..., :h], 8.0, out=partners[:steps, :, :, 3 * h :])
         ctx.save_for_backward(gates, partners, hs, w, rows)
         ctx.active, ctx.table_rows = active, table.shape[0]
         return h_last
@@ -215,4 +215,4 @@ class EnsembleLSTMClassifier(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         hidden = self.last_hidden(tokens)
-        return torch.einsum("kbh,kh->kb", hidden, self.w_out) + self.b_out[:, None]
+        return torch.baddbmm(self.b_out[:, None, None], hidden, self.w_out[:, :, None]).squeeze(-1)

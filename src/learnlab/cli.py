@@ -173,8 +173,8 @@ def sweep(study, grid, preset, seeds, arms, sets, device, quiet, backend, addres
         out=out,
         progress=not quiet,
     )
-    console.print(result.table_markdown, highlight=False)
-    console.print(f"sweep directory: {result.out}", highlight=False)
+    console.print(result.headline_markdown(api.get_study(study).headline), highlight=False)
+    console.print(f"sweep directory: {result.out} (all metrics: sweep.md, sweep.parquet)", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

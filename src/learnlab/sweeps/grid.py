@@ -36,7 +36,16 @@ class SweepResult:
 
     @property
     def table_markdown(self) -> str:
-        return to_markdown([("table", (list(self.table.columns), self.table.astype(str).values.tolist()))])
+        return _markdown(self.table)
+
+    def headline_markdown(self, headline: tuple[tuple[str, str], ...]) -> str:
+        """Only the study's headline cells (arm, metric), when it names any."""
+        keep = self.table[[(a, m) in set(headline) for a, m in zip(self.table.arm, self.table.metric, strict=True)]]
+        return _markdown(keep if len(keep) else self.table)
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    return to_markdown([("table", (list(table.columns), table.astype(str).values.tolist()))])
 
 
 def expand_grid(grid: list[str]) -> list[dict[str, Any]]:

@@ -2,10 +2,12 @@
 
 import dataclasses
 import json
+from contextlib import contextmanager
 
 import pytest
 
 import learnlab
+from learnlab.errors import Interrupted, LearnlabError
 from learnlab.studies import STUDIES, hard_negatives
 
 
@@ -46,3 +48,40 @@ def test_report_sets_measured_beside_published_with_verdicts(tmp_path):
     html = (tmp_path / "r" / "report.html").read_text()
     assert "data:image/png;base64," in html and 'src="http' not in html
     assert "Measured beside published" in html
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    kw = {"arms": ["baseline", "concept"], "checkpoint_every": 20}
+    whole = smoke(tmp_path / "whole", **kw)
+
+    real_bar = learnlab.api.progress_bar
+
+    @contextmanager
+    def ctrl_c_at_step_50(desc, total, enabled):
+        with real_bar(desc, total, False) as update:
+
+            def interrupting(done):
+                if done == 50:
+                    raise KeyboardInterrupt
+                update(done)
+
+            yield interrupting
+
+    monkeypatch.setattr(learnlab.api, "progress_bar", ctrl_c_at_step_50)
+    with pytest.raises(Interrupted, match="learnlab resume"):
+        smoke(tmp_path / "cut", **kw)
+    assert not (tmp_path / "cut").exists()
+    assert (tmp_path / ".cut.partial" / "train.ckpt").is_file()
+    with pytest.raises(LearnlabError, match="interrupted run"):
+        smoke(tmp_path / "cut", **kw)  # a second `run` does not clobber it
+
+    monkeypatch.setattr(learnlab.api, "progress_bar", real_bar)
+    resumed = learnlab.resume(tmp_path / "cut", progress=False, checkpoint_every=20)
+    assert resumed["table"] == whole["table"]
+    assert not (tmp_path / ".cut.partial").exists()
+    assert not list((tmp_path / "cut").glob("*.ckpt"))
+
+
+def test_resume_without_an_interrupted_run_is_an_error(tmp_path):
+    with pytest.raises(LearnlabError, match="no interrupted run"):
+        learnlab.resume(tmp_path / "nothing")

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,15 +21,23 @@ from typing import Any
 
 import pandas as pd
 import torch
+from pydantic import ValidationError
 
-from learnlab.config import StudyConfig, build_config, config_to_yaml, parse_overrides
-from learnlab.errors import LearnlabError
+from learnlab.config import (
+    StudyConfig,
+    build_config,
+    config_from_yaml,
+    config_to_yaml,
+    parse_overrides,
+    validation_message,
+)
+from learnlab.errors import Interrupted, LearnlabError
 from learnlab.progress import progress_bar
 from learnlab.reporting import report as reporting
 from learnlab.reporting.stats import compare, table_from_metrics
-from learnlab.store.rundir import atomic_dir, check_free, default_run_dir, read_summary, write_json
+from learnlab.store.rundir import atomic_dir, check_free, default_run_dir, partial_dir, read_summary, write_json
 from learnlab.studies import STUDIES, get_study  # noqa: F401 - re-exported
-from learnlab.studies.base import COLUMNS, Study
+from learnlab.studies.base import COLUMNS, RunContext, Study
 
 
 @dataclass
@@ -79,11 +89,15 @@ def resolve(
     return spec, cfg
 
 
-def execute(spec: Study, cfg: StudyConfig, progress: bool = False) -> RunResult:
-    """Run the protocol and compute statistics, comparison and verdicts; writes nothing."""
+def execute(
+    spec: Study, cfg: StudyConfig, progress: bool = False, workdir: Path | None = None, checkpoint_every: int = 200
+) -> RunResult:
+    """Run the protocol and compute statistics, comparison and verdicts; writes nothing but checkpoints
+    (into `workdir`, when given)."""
     started = time.perf_counter()
+    ctx = RunContext(lambda desc, total: progress_bar(desc, total, progress), workdir, checkpoint_every)
     with deterministic():
-        metrics = spec.measure(cfg, lambda desc, total: progress_bar(desc, total, progress))
+        metrics = spec.measure(cfg, ctx)
     metrics = metrics[COLUMNS].astype({"seed": "int64", "step": "int64", "value": "float64"})
     final = metrics[metrics.split == "test"]
     table = table_from_metrics(final)
@@ -111,13 +125,17 @@ def execute(spec: Study, cfg: StudyConfig, progress: bool = False) -> RunResult:
 
 def write_run(result: RunResult, out: Path) -> Path:
     """Write the output contract into `out`, atomically."""
-    spec = get_study(result.summary["study"])
     with atomic_dir(out) as tmp:
-        (tmp / "config.yaml").write_text(config_to_yaml(result.config))
-        result.metrics.to_parquet(tmp / "metrics.parquet", index=False)
-        write_json(tmp / "summary.json", result.summary)
-        reporting.render(tmp, result.summary, spec.figures, result.metrics)
+        _write_contents(result, tmp)
     return out
+
+
+def _write_contents(result: RunResult, directory: Path) -> None:
+    spec = get_study(result.summary["study"])
+    (directory / "config.yaml").write_text(config_to_yaml(result.config))
+    result.metrics.to_parquet(directory / "metrics.parquet", index=False)
+    write_json(directory / "summary.json", result.summary)
+    reporting.render(directory, result.summary, spec.figures, result.metrics)
 
 
 def run(
@@ -130,13 +148,61 @@ def run(
     device: str | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    checkpoint_every: int = 200,
 ) -> dict[str, Any]:
-    """Run a study end to end and return its summary (also written to the run directory)."""
+    """Run a study end to end and return its summary (also written to the run directory).
+
+    The run is built in a hidden directory beside `out` and renamed into place when complete. If it is
+    interrupted (Ctrl-C) after a checkpoint, that directory is kept and `resume(out)` continues it.
+    """
     spec, cfg = resolve(study, preset=preset, seeds=seeds, arms=arms, overrides=overrides, device=device)
     out_dir = Path(out) if out is not None else default_run_dir(spec.name, cfg.preset)
     check_free(out_dir)
-    result = execute(spec, cfg, progress=progress)
-    write_run(result, out_dir)
+    work = partial_dir(out_dir)
+    if work.exists():
+        raise LearnlabError(f"{str(out_dir)!r} has an interrupted run: `learnlab resume {out_dir}` continues it")
+    work.mkdir(parents=True)
+    (work / "config.yaml").write_text(config_to_yaml(cfg))
+    return _complete(spec, cfg, out_dir, work, progress, checkpoint_every)
+
+
+def resume(run_dir: str | Path, *, progress: bool = True, checkpoint_every: int = 200) -> dict[str, Any]:
+    """Continue an interrupted run from its last checkpoint; the result equals an uninterrupted run."""
+    out_dir = Path(run_dir)
+    work = partial_dir(out_dir)
+    if not (work / "config.yaml").is_file():
+        raise LearnlabError(f"no interrupted run to resume at {str(out_dir)!r}")
+    check_free(out_dir)
+    values = config_from_yaml((work / "config.yaml").read_text())
+    spec = get_study(str(values.get("study", "")))
+    try:
+        cfg = spec.config.model_validate(values)
+    except ValidationError as err:
+        raise LearnlabError(validation_message(err, str(work / "config.yaml"))) from None
+    return _complete(spec, cfg, out_dir, work, progress, checkpoint_every)
+
+
+def _complete(
+    spec: Study, cfg: StudyConfig, out_dir: Path, work: Path, progress: bool, checkpoint_every: int
+) -> dict[str, Any]:
+    try:
+        result = execute(spec, cfg, progress=progress, workdir=work, checkpoint_every=checkpoint_every)
+    except KeyboardInterrupt:
+        if not any(work.glob("*.ckpt")):
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        raise Interrupted(f"interrupted: `learnlab resume {out_dir}` continues from the last checkpoint") from None
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    try:
+        for checkpoint in work.glob("*.ckpt*"):
+            checkpoint.unlink()
+        _write_contents(result, work)
+        os.replace(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return {**result.summary, "run_dir": str(out_dir)}
 
 

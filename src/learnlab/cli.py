@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from learnlab import api
-from learnlab.errors import LearnlabError
+from learnlab.errors import Interrupted, LearnlabError
 from learnlab.reporting.report import fmt
 from learnlab.store.rundir import DEFAULT_ROOT, find_runs
 
@@ -113,6 +113,14 @@ def print_summary(summary: dict) -> None:
 
 @app.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+def resume(run_dir: Path, quiet: bool) -> None:
+    """Continue an interrupted run (Ctrl-C) from its last checkpoint."""
+    print_summary(api.resume(run_dir, progress=not quiet))
+
+
+@app.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
 def report(run_dir: Path) -> None:
     """Re-render report.md, report.html and the figures of a run directory."""
     click.echo(api.report(run_dir))
@@ -181,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors with exit code 2 instead of tracebacks for bad input."""
     try:
         code = app.main(args=argv, prog_name="learnlab", standalone_mode=False)
+    except Interrupted as err:
+        click.echo(str(err), err=True)
+        return 130
     except LearnlabError as err:
         click.echo(f"error: {err}", err=True)
         return 2

@@ -8,8 +8,11 @@ a global gradient-norm clip, averaging the loss over models — would break this
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +20,26 @@ from torch import Tensor, nn
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[nn.Module, Batch], Tensor]  # returns per-model losses [K]
 EvalFn = Callable[[nn.Module], dict[str, Tensor]]  # returns per-model metrics {name: [K]}
+
+
+@dataclass
+class Checkpoint:
+    """Where and how often training saves its state, so that an interrupted run resumes exactly.
+
+    Saved at step boundaries only (an interruption mid-step leaves the last consistent state): the
+    model, the optimizer, the log so far, and the batch source's state if it has `state_dict()`.
+    """
+
+    path: Path
+    every: int = 200
+
+    def load(self) -> dict[str, Any] | None:
+        return torch.load(self.path) if self.path.is_file() else None
+
+    def save(self, state: dict[str, Any]) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
 
 
 @dataclass
@@ -36,12 +59,24 @@ def train_ensemble(
     evaluate: EvalFn | None = None,
     eval_every: int = 0,
     on_step: Callable[[int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainLog:
-    """Train all members of `model` together with Adam; `batch(step)` gives every member its own batch."""
+    """Train all members of `model` together with Adam; `batch(step)` gives every member its own batch.
+
+    With a checkpoint, training resumes from it when one exists and saves one every `checkpoint.every`
+    steps; a resumed run gives exactly the result of an uninterrupted one.
+    """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
     losses: list[Tensor] = []
     log = TrainLog(losses=torch.empty(0))
-    for step in range(steps):
+    start = 0
+    if checkpoint is not None and (state := checkpoint.load()) is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if hasattr(batch, "load_state_dict"):
+            batch.load_state_dict(state["batch"])
+        losses, log.evals, start = list(state["losses"]), state["evals"], state["step"]
+    for step in range(start, steps):
         per_model = loss_fn(model, batch(step))
         optimizer.zero_grad(set_to_none=True)
         per_model.sum().backward()
@@ -49,6 +84,17 @@ def train_ensemble(
         losses.append(per_model.detach())
         if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
             log.evals.append((step + 1, _evaluate(model, evaluate)))
+        if checkpoint is not None and (step + 1) % checkpoint.every == 0 and step + 1 < steps:
+            checkpoint.save(
+                {
+                    "step": step + 1,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "batch": batch.state_dict() if hasattr(batch, "state_dict") else None,
+                    "losses": losses,
+                    "evals": log.evals,
+                }
+            )
         if on_step is not None:
             on_step(step + 1)
     if evaluate is not None:

@@ -35,12 +35,17 @@ def check_free(path: Path) -> None:
         raise LearnlabError(f"output directory {str(path)!r} already exists; choose another --out")
 
 
+def partial_dir(path: Path) -> Path:
+    """Where a run is built, hidden beside its final name; it keeps checkpoints if interrupted."""
+    return path.parent / f".{path.name}.partial"
+
+
 @contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a temporary directory that becomes `path` on success and disappears on any failure."""
     check_free(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
+    tmp = path.parent / f".{path.name}.writing-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:

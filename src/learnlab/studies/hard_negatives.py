@@ -32,7 +32,7 @@ from learnlab.engine.rng import generator
 from learnlab.engine.train import train_ensemble
 from learnlab.models.lstm import EnsembleLSTMClassifier
 from learnlab.reporting.stats import Table, difference
-from learnlab.studies.base import Claim, Progress, Study, member_rows
+from learnlab.studies.base import Claim, RunContext, Study, member_rows
 from learnlab.tasks import sortedness as task
 
 ARMS = {"baseline": 0.0, "hard25": 0.25, "hard50": 0.5, "hard75": 0.75, "concept": 1.0}  # hard share
@@ -107,7 +107,18 @@ class TrainingStream:
             "u_hard": torch.rand(n, generator=gen, device=gen.device),
         }
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"chunk_start": self.chunk_start, "generators": self.chunk_states}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Re-draw the current chunk from the generators' states at its start."""
+        for gen, gen_state in zip(self.gens, state["generators"], strict=True):
+            gen.set_state(gen_state)
+        self.chunk_start = state["chunk_start"]
+        self._next_chunk()
+
     def _next_chunk(self) -> None:
+        self.chunk_states = [g.get_state() for g in self.gens]
         draws = [self._draw(g) for g in self.gens]
         per_seed = {key: torch.stack([d[key] for d in draws])[self.member_seed] for key in draws[0]}
         k, b = len(self.member_seed), self.cfg.batch_size
@@ -174,7 +185,7 @@ def accuracy(model: EnsembleLSTMClassifier, tokens: Tensor, labels: Tensor, chun
     return torch.cat(correct, dim=1).float().mean(dim=1)
 
 
-def measure(cfg: Config, progress: Progress) -> pd.DataFrame:
+def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
     arms = cfg.arms or list(ARMS)
     seeds = cfg.seed_list
     members = [(arm, seed) for arm in arms for seed in seeds]
@@ -191,7 +202,7 @@ def measure(cfg: Config, progress: Progress) -> pd.DataFrame:
     def curve_metrics(m: EnsembleLSTMClassifier) -> dict[str, Tensor]:
         return {name: accuracy(m, x, y) for name, (x, y) in curve_sets.items()}
 
-    with progress(f"hard-negatives · {len(members)} models", cfg.steps) as update:
+    with ctx.progress(f"hard-negatives · {len(members)} models", cfg.steps) as update:
         log = train_ensemble(
             model,
             stream,
@@ -202,6 +213,7 @@ def measure(cfg: Config, progress: Progress) -> pd.DataFrame:
             evaluate=curve_metrics,
             eval_every=cfg.eval_every,
             on_step=update,
+            checkpoint=ctx.checkpoint("train"),
         )
 
     finals = stack_sets([test_sets(cfg, s, "test", cfg.eval_size) for s in seeds], member_seed, TEST_SETS)

@@ -147,3 +147,19 @@ def test_ensemble_training_equals_separate_trainings():
         torch.testing.assert_close(to_torch_order(model.b_hh[k]), lstm.bias_hh_l0, **close)
         torch.testing.assert_close(model.w_out[k], head.weight[0], **close)
         assert not torch.equal(model.w_hh[k], build(members).w_hh[k])  # it did train
+
+
+def test_a_members_training_is_bit_identical_whatever_else_shares_the_ensemble():
+    """Every kernel must treat members alike: no reduction, vector tail or special path that depends on K."""
+    cfg = a1.Config(**a1.PRESETS["smoke"])
+
+    def trained(members):
+        model = build(members, torch.float32)
+        stream = members_and_stream(cfg, members)
+        train_ensemble(model, stream, a1.bce_per_model, steps=40, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return model
+
+    alone = trained([("concept", 7)])
+    crowd = trained([("baseline", 3), ("hard25", 7), ("concept", 5), ("concept", 7), ("hard75", 9)])
+    for name, p in alone.named_parameters():
+        assert torch.equal(p[0], getattr(crowd, name)[3]), name

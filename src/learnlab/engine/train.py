@@ -66,7 +66,9 @@ def train_ensemble(
     With a checkpoint, training resumes from it when one exists and saves one every `checkpoint.every`
     steps; a resumed run gives exactly the result of an uninterrupted one.
     """
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+    # Not fused=True: the fused kernel rounds a tensor's vector body and scalar tail differently, so a
+    # member's update would depend on its position in the ensemble. The foreach kernel does not.
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
     losses: list[Tensor] = []
     log = TrainLog(losses=torch.empty(0))
     start = 0

@@ -215,4 +215,6 @@ class EnsembleLSTMClassifier(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         hidden = self.last_hidden(tokens)
-        return torch.baddbmm(self.b_out[:, None, None], hidden, self.w_out[:, :, None]).squeeze(-1)
+        # a multiply-and-sum, not a [K,B,H]@[K,H,1] matmul: MKL takes another path for a batch of one,
+        # and a model's logits must not depend on how many models share the ensemble
+        return (hidden * self.w_out[:, None, :]).sum(dim=-1) + self.b_out[:, None]

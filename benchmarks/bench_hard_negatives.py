@@ -41,8 +41,22 @@ def main() -> None:
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            cmd = [sys.executable, "-m", "learnlab", "run", "hard-negatives", "--seeds", str(args.seeds),
-                   "--arms", args.arms, "--device", args.device, "--quiet", "--out", f"{tmp}/run{r}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "learnlab",
+                "run",
+                "hard-negatives",
+                "--seeds",
+                str(args.seeds),
+                "--arms",
+                args.arms,
+                "--device",
+                args.device,
+                "--quiet",
+                "--out",
+                f"{tmp}/run{r}",
+            ]
             ours.append(wall(cmd))
             theirs.append(wall([sys.executable, str(args.reference), str(args.seeds)]))
             print(f"repeat {r + 1}: learnlab {ours[-1]:.1f} s, reference {theirs[-1]:.1f} s", flush=True)

@@ -2,7 +2,7 @@
 
 TinyLSTM (the source's model): Embedding(V, E) -> LSTM(E, H) -> Linear(H, 1) on the last hidden state.
 `nn.LSTM` cannot be vmapped over K independent weight sets, so the recurrence is written here with
-batched matmuls over the model axis and a hand-written backward that keeps only the gate activations.
+batched matmuls over the model axis and a hand-written backward.
 
 Gate order inside learnlab is (i, f, o, g) — the three sigmoid gates first, so one sigmoid call covers
 them — not PyTorch's (i, f, g, o); `from_torch_lstm_order` converts.
@@ -35,15 +35,17 @@ class LSTMLastHidden(torch.autograd.Function):
     active: members running at each step, a prefix of the K axis (members start late, never stop early).
     Returns h_T: [K, B, H] (zero for a member that never started).
 
-    On a CPU these tensors are tiny and every op costs its dispatch plus cache-cold memory traffic, so
-    the number of ops per time step is what matters (7 elementwise + 1 matmul forward):
+    On a CPU these tensors are small and the loop is bound by dispatch and memory traffic, so it keeps
+    few ops per time step (8 elementwise + 1 matmul forward) and few bytes moved:
+    - members that have not started yet are skipped, not fed padding;
     - tanh is never called (slower than sigmoid on CPU): tanh(x) = 2·sigmoid(2x) - 1. The g gate's
       factor 2 is folded into scaled copies of the table and w, so one sigmoid covers all four gates;
     - the cell state is carried doubled, c2 = 2c, so tanh(c) = 2·sigmoid(c2) - 1 needs no extra op;
     - buffers are time-major, so each step's slice is contiguous and nothing is permuted or copied;
     - the forward saves, slot-aligned with the gates S = (i, f, o, σ_g), their partners in the cell
       update M = (2g, c2_{t-1}, tanh c_t, 8i); the backward's local derivatives are then
-      (S - S²)·M, two big ops over all steps.
+      (S - S²)·M, two big ops over all steps; the backward overwrites the saved buffers (M becomes the
+      local derivatives, S becomes dxg), so it can run once per forward (no retain_graph).
     """
 
     @staticmethod

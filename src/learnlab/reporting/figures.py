@@ -56,7 +56,7 @@ def final_table(summary: dict[str, Any]) -> Figure | None:
     metrics = list(dict.fromkeys(m for arm in arms for m in table[arm]))
     if not arms or not metrics:
         return None
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(metrics) * max(1, len(arms)) * 0.45 + 2), 3.6))
+    fig, ax = plt.subplots(figsize=(min(12.0, 2.0 + 1.4 * len(metrics)), 4.0))
     width = 0.8 / len(arms)
     x = np.arange(len(metrics))
     labelled = False
@@ -74,7 +74,7 @@ def final_table(summary: dict[str, Any]) -> Figure | None:
                 labelled = True
     ax.set_xticks(x, metrics)
     ax.set(ylabel="value (mean, 95% CI)", title="Final measurements (◆ published)")
-    ax.legend(fontsize=7, ncol=min(len(arms) + 1, 6), loc="lower right")
+    ax.legend(fontsize=7, ncol=min(len(arms) + 1, 6), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from learnlab.config import StudyConfig
@@ -88,8 +89,6 @@ class Study:
 
 def member_rows(members: list[tuple[str, int]], steps: list[int], values: Any, split: str, metric: str) -> pd.DataFrame:
     """Long rows for a [len(steps), K] array of per-member values (member k = members[k])."""
-    import numpy as np
-
     values = np.asarray(values, dtype=float).reshape(len(steps), len(members))
     arms = [arm for arm, _ in members]
     seeds = [seed for _, seed in members]

@@ -97,11 +97,12 @@ class TrainingStream:
         c, n = self.cfg, DATA_CHUNK * self.cfg.batch_size
         lengths = torch.randint(c.min_len, c.max_len + 1, (DATA_CHUNK,), generator=gen, device=gen.device)
         rows = lengths.repeat_interleave(c.batch_size)
-        ordered = task.sorted_sequences(rows, c.max_len, c.vocab_size, gen)  # a row is a positive or ...
+        # a row is either a positive or a one-swap negative, so one sorted draw serves both
+        ordered = task.sorted_sequences(rows, c.max_len, c.vocab_size, gen)
         return {
             "lengths": lengths,
             "pos": ordered,
-            "hard": task.adjacent_swaps(ordered, rows, 1, gen),  # ... this one-swap negative: one draw does
+            "hard": task.adjacent_swaps(ordered, rows, 1, gen),
             "easy": task.random_unsorted(rows, c.max_len, c.vocab_size, gen),
             "is_pos": torch.rand(n, generator=gen, device=gen.device) < 0.5,
             "u_hard": torch.rand(n, generator=gen, device=gen.device),
@@ -141,7 +142,7 @@ class TrainingStream:
         return self.tokens[:, i, :, self.cfg.max_len - self.widths[i] :], self.labels[:, i]
 
 
-def test_sets(cfg: Config, seed: int, purpose: str, size: int) -> dict[str, tuple[Tensor, Tensor]]:
+def evaluation_sets(cfg: Config, seed: int, purpose: str, size: int) -> dict[str, tuple[Tensor, Tensor]]:
     """One seed's test sets: the same `size` positives against `size` negatives of each kind."""
     gen = generator(seed, purpose, cfg.device)
 
@@ -166,7 +167,10 @@ def test_sets(cfg: Config, seed: int, purpose: str, size: int) -> dict[str, tupl
     return sets
 
 
-def stack_sets(per_seed: list[dict[str, tuple[Tensor, Tensor]]], member_seed: Tensor, names: tuple[str, ...]):
+def stack_sets(
+    per_seed: list[dict[str, tuple[Tensor, Tensor]]], member_seed: Tensor, names: tuple[str, ...]
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Each member gets its seed's sets: tokens [K, N, T]; labels [N] are shared."""
     return {n: (torch.stack([s[n][0] for s in per_seed])[member_seed], per_seed[0][n][1]) for n in names}
 
 
@@ -196,7 +200,7 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
     model.to(cfg.device).reset_parameters([generator(s, "init", cfg.device) for _, s in members])
     stream = TrainingStream(cfg, seeds, member_seed, member_share)
     curve_sets = stack_sets(
-        [test_sets(cfg, s, "curve", cfg.curve_eval_size) for s in seeds], member_seed, ("easy", "hard")
+        [evaluation_sets(cfg, s, "curve", cfg.curve_eval_size) for s in seeds], member_seed, ("easy", "hard")
     )
 
     def curve_metrics(m: EnsembleLSTMClassifier) -> dict[str, Tensor]:
@@ -216,7 +220,7 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
             checkpoint=ctx.checkpoint("train"),
         )
 
-    finals = stack_sets([test_sets(cfg, s, "test", cfg.eval_size) for s in seeds], member_seed, TEST_SETS)
+    finals = stack_sets([evaluation_sets(cfg, s, "test", cfg.eval_size) for s in seeds], member_seed, TEST_SETS)
     model.eval()
     with torch.no_grad():
         final = {name: accuracy(model, x, y).cpu() for name, (x, y) in finals.items()}

@@ -24,6 +24,15 @@ SMOKE = ["run", "hard-negatives", "--preset", "smoke", "--quiet"]
         (["sweep", "hard-negatives", "--grid", "lr"], "--grid"),
         (["sweep", "hard-negatives", "--grid", "lr=0.1,-1"], "lr"),
         (["report", "nowhere"], "nowhere"),
+        (["run", "hard-negatives", "--arms", "concept,concept"], "twice"),
+        (["run", "hard-negatives", "--set", "lr=.inf"], "lr"),
+        (["run", "hard-negatives", "--set", "max_len=60"], "vocab_size >= 60"),
+        (["run", "hard-negatives", "--set", "seed=99999999999999999999"], "seed"),
+        (["run", "hard-negatives", "--config", "missing.yaml"], "missing.yaml"),
+        (["run", "hard-negatives", "--out", "/dev/null/x"], "/dev/null/x"),
+        (["resume", "nowhere"], "nowhere"),
+        (["sweep", "hard-negatives", "--grid", "seeds=1,2", "--seeds", "3"], "seeds"),
+        (["sweep", "hard-negatives", "--grid", "lr=0.1", "--grid", "lr=0.2"], "lr"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(in_tmp, capsys, argv, named):
@@ -87,3 +96,17 @@ def test_existing_out_dir_is_refused(in_tmp, capsys):
     (in_tmp / "taken").mkdir()
     assert main([*SMOKE, "--out", "taken"]) == 2
     assert "taken" in capsys.readouterr().err
+
+
+def test_malformed_config_file_is_one_line(in_tmp, capsys):
+    (in_tmp / "bad.yaml").write_text("steps: [1,\n  : :")
+    assert main(["run", "hard-negatives", "--config", "bad.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.yaml" in err
+
+
+def test_report_needs_a_complete_run_directory(in_tmp, capsys):
+    (in_tmp / "half").mkdir()
+    (in_tmp / "half" / "summary.json").write_text("{}")
+    assert main(["report", "half"]) == 2
+    assert "metrics.parquet" in capsys.readouterr().err

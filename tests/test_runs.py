@@ -4,6 +4,7 @@ import dataclasses
 import json
 from contextlib import contextmanager
 
+import pandas as pd
 import pytest
 
 import learnlab
@@ -51,23 +52,24 @@ def test_report_sets_measured_beside_published_with_verdicts(tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    kw = {"arms": ["baseline", "concept"], "checkpoint_every": 20}
+    # 130 steps with a checkpoint every 50 and Ctrl-C at 120: the resume crosses a data-chunk boundary
+    kw = {"arms": ["baseline", "concept"], "overrides": {"steps": 130}, "checkpoint_every": 50}
     whole = smoke(tmp_path / "whole", **kw)
 
     real_bar = learnlab.api.progress_bar
 
     @contextmanager
-    def ctrl_c_at_step_50(desc, total, enabled):
+    def ctrl_c_at_step_120(desc, total, enabled):
         with real_bar(desc, total, False) as update:
 
             def interrupting(done):
-                if done == 50:
+                if done == 120:
                     raise KeyboardInterrupt
                 update(done)
 
             yield interrupting
 
-    monkeypatch.setattr(learnlab.api, "progress_bar", ctrl_c_at_step_50)
+    monkeypatch.setattr(learnlab.api, "progress_bar", ctrl_c_at_step_120)
     with pytest.raises(Interrupted, match="learnlab resume"):
         smoke(tmp_path / "cut", **kw)
     assert not (tmp_path / "cut").exists()
@@ -76,8 +78,11 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
         smoke(tmp_path / "cut", **kw)  # a second `run` does not clobber it
 
     monkeypatch.setattr(learnlab.api, "progress_bar", real_bar)
-    resumed = learnlab.resume(tmp_path / "cut", progress=False, checkpoint_every=20)
+    resumed = learnlab.resume(tmp_path / "cut", progress=False, checkpoint_every=50)
     assert resumed["table"] == whole["table"]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "cut" / "metrics.parquet"), pd.read_parquet(tmp_path / "whole" / "metrics.parquet")
+    )
     assert not (tmp_path / ".cut.partial").exists()
     assert not list((tmp_path / "cut").glob("*.ckpt"))
 

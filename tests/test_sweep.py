@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from learnlab.cli import main
+from learnlab.errors import LearnlabError
 from learnlab.sweeps import expand_grid, run_sweep
 
 GRID = ["lr=0.001,0.005"]
@@ -34,6 +35,17 @@ def test_local_sweep_writes_runs_and_summary_and_resumes(tmp_path):
     again = sweep(tmp_path / "s")
     assert (tmp_path / "s" / "000-lr=0.001" / "report.md").read_text() == "kept"
     pd.testing.assert_frame_equal(again.table, result.table)
+    # ... and a finished point run with another config is refused, not silently reused
+    with pytest.raises(LearnlabError, match="another config"):
+        run_sweep(
+            "hard-negatives",
+            GRID,
+            preset="smoke",
+            arms=["concept"],
+            overrides={"steps": 7},
+            out=tmp_path / "s",
+            progress=False,
+        )
 
 
 def test_sweep_cli_rejects_unknown_backend(tmp_path, capsys, monkeypatch):

@@ -51,14 +51,18 @@ class RunResult:
 def deterministic() -> Iterator[None]:
     """Deterministic kernels (they matter on CUDA: scatter-add backward uses atomics), without the
     NaN-filling of fresh tensors that deterministic mode adds by default and that costs ~40% on CPU."""
-    previous = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    enabled, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    fill = torch.utils.deterministic.fill_uninitialized_memory
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous[0])
-        torch.utils.deterministic.fill_uninitialized_memory = previous[1]
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def list_studies() -> list[Study]:
@@ -84,9 +88,15 @@ def resolve(
     if device is not None:
         values["device"] = device
     cfg = build_config(spec.config, spec.name, spec.presets, preset, values)
+    if not cfg.arms:
+        cfg.arms = list(spec.arms)  # config.yaml names the arms it ran, even if arms are added later
+    check_device(cfg)
+    return spec, cfg
+
+
+def check_device(cfg: StudyConfig) -> None:
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise LearnlabError(f"--device {cfg.device}: CUDA is not available on this machine")
-    return spec, cfg
 
 
 def execute(
@@ -161,8 +171,11 @@ def run(
     work = partial_dir(out_dir)
     if work.exists():
         raise LearnlabError(f"{str(out_dir)!r} has an interrupted run: `learnlab resume {out_dir}` continues it")
-    work.mkdir(parents=True)
-    (work / "config.yaml").write_text(config_to_yaml(cfg))
+    try:
+        work.mkdir(parents=True)
+        (work / "config.yaml").write_text(config_to_yaml(cfg))
+    except OSError as err:
+        raise LearnlabError(f"--out {str(out_dir)!r}: cannot create the run directory ({err.strerror})") from None
     return _complete(spec, cfg, out_dir, work, progress, checkpoint_every)
 
 
@@ -173,12 +186,13 @@ def resume(run_dir: str | Path, *, progress: bool = True, checkpoint_every: int 
     if not (work / "config.yaml").is_file():
         raise LearnlabError(f"no interrupted run to resume at {str(out_dir)!r}")
     check_free(out_dir)
-    values = config_from_yaml((work / "config.yaml").read_text())
+    values = config_from_yaml(work / "config.yaml")
     spec = get_study(str(values.get("study", "")))
     try:
         cfg = spec.config.model_validate(values)
     except ValidationError as err:
         raise LearnlabError(validation_message(err, str(work / "config.yaml"))) from None
+    check_device(cfg)
     return _complete(spec, cfg, out_dir, work, progress, checkpoint_every)
 
 
@@ -210,6 +224,8 @@ def report(run_dir: str | Path) -> Path:
     """Re-render report.md/report.html and the figures of an existing run directory."""
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
+    if not (run_dir / "metrics.parquet").is_file():
+        raise LearnlabError(f"{str(run_dir)!r} has no metrics.parquet: not a complete run directory")
     spec = STUDIES.get(summary.get("study", ""))
     reporting.render(run_dir, summary, spec.figures if spec else None)
     return run_dir / "report.html"

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from learnlab import api
+from learnlab.config import config_from_yaml, parse_overrides
 from learnlab.errors import Interrupted, LearnlabError
 from learnlab.reporting.report import fmt
 from learnlab.store.rundir import DEFAULT_ROOT, find_runs
@@ -31,22 +32,25 @@ def _arms(arms: str | None) -> list[str] | None:
 
 
 def _overrides(config: Path | None, sets: tuple[str, ...]) -> dict:
-    from learnlab.config import config_from_yaml, parse_overrides
-
     values = {}
     if config is not None:
-        if not config.is_file():
-            raise LearnlabError(f"--config {str(config)!r}: no such file")
-        values = config_from_yaml(config.read_text())
+        values = config_from_yaml(config)
         for key in ("study", "preset"):
             values.pop(key, None)
     return {**values, **parse_overrides(list(sets))}
 
 
+def _preset(preset: str | None, config: Path | None) -> str:
+    """--preset if given, else the saved config's preset (its values are in the file anyway)."""
+    if preset is None and config is not None:
+        preset = str(config_from_yaml(config).get("preset", "laptop"))
+    return preset or "laptop"
+
+
 def run_options(command):
     """Options shared by `run` and `sweep`."""
     options = [
-        click.option("--preset", "-p", default="laptop", show_default=True, help="smoke | laptop | paper"),
+        click.option("--preset", "-p", default=None, help="smoke | laptop (default) | paper"),
         click.option("--seeds", type=int, help="number of seeds per arm: seed .. seed+K-1"),
         click.option("--arms", help="comma-separated arms to run (default: all)"),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config value"),
@@ -74,7 +78,7 @@ def run(study, preset, seeds, arms, sets, device, quiet, out, config) -> None:
     """Run a study and write its run directory (summary.json, metrics.parquet, report.md/html, figures)."""
     summary = api.run(
         study,
-        preset=preset,
+        preset=_preset(preset, config),
         seeds=seeds,
         arms=_arms(arms),
         overrides=_overrides(config, sets),
@@ -171,7 +175,7 @@ def sweep(study, grid, preset, seeds, arms, sets, device, quiet, backend, addres
     result = run_sweep(
         study,
         list(grid),
-        preset=preset,
+        preset=preset or "laptop",
         seeds=seeds,
         arms=_arms(arms),
         overrides=_overrides(None, sets),

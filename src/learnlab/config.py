@@ -7,6 +7,7 @@ resolved config is what a run saves as `config.yaml`, so it must be enough to re
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -20,13 +21,13 @@ PRESETS = ("smoke", "laptop", "paper")
 class StudyConfig(BaseModel):
     """Fields every study shares. Hyper-parameters carry plain names (`steps`, `lr`, ...)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     study: str = ""
     preset: str = "laptop"
-    seed: int = Field(0, description="first master seed; seeds are seed .. seed+seeds-1")
+    seed: int = Field(0, ge=0, le=2**62, description="first master seed; seeds are seed .. seed+seeds-1")
     seeds: int = Field(20, ge=1, description="number of independent repetitions per arm")
-    arms: list[str] = Field(default_factory=list, description="arms to run (empty: all)")
+    arms: list[str] = Field(default_factory=list, description="arms to run (resolved to all when empty)")
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
 
     @property
@@ -52,9 +53,11 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 def validation_message(err: ValidationError, context: str) -> str:
     """One line naming the first bad key and value."""
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "config"
+    key = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"{context}: unknown config key {key!r}"
+    if not key:  # a check across fields: its message names them
+        return f"{context}: {first['msg'].removeprefix('Value error, ')}"
     return f"{context}: invalid value {first.get('input')!r} for {key!r}: {first['msg']}"
 
 
@@ -83,8 +86,13 @@ def config_to_yaml(cfg: StudyConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def config_from_yaml(text: str) -> dict[str, Any]:
-    data = yaml.safe_load(text)
+def config_from_yaml(path: Path) -> dict[str, Any]:
+    """A saved config.yaml as a dict; a missing, unreadable or malformed file is a LearnlabError."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LearnlabError(f"{str(path)!r}: not a readable YAML config ({problem})") from None
     if not isinstance(data, dict):
-        raise LearnlabError("config file must hold a mapping of key: value")
+        raise LearnlabError(f"{str(path)!r}: a config file must hold a mapping of key: value")
     return data

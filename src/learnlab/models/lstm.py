@@ -66,7 +66,8 @@ class LSTMLastHidden(torch.autograd.Function):
         h_last = torch.empty(k, b, h, **opts)
         scratch = torch.empty(k, b, h, **opts)
         minus2, minus1 = torch.tensor(-2.0, **opts), torch.tensor(-1.0, **opts)
-        h_last.zero_() if active[-1] < k else None
+        if active[-1] < k:
+            h_last.zero_()  # members that never started
         for t, n in enumerate(active):  # members n.. have not started yet: skip them
             if t > 0 and active[t - 1] < n:  # members starting now begin from a zero state
                 hs[t - 1, active[t - 1] : n].zero_()
@@ -184,15 +185,13 @@ class EnsembleLSTMClassifier(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generators: list[torch.Generator]) -> None:
-        """Initialise model k from generators[k] exactly as nn.Embedding, nn.LSTM and nn.Linear do."""
-        bound_lstm = 1 / math.sqrt(self.hidden_size)
-        bound_out = 1 / math.sqrt(self.hidden_size)
+        """Initialise model k from generators[k] with the distributions of nn.Embedding (N(0, 1)), nn.LSTM
+        and nn.Linear (U(±1/√H) for both here, since the head's fan-in is H)."""
+        bound = 1 / math.sqrt(self.hidden_size)
         for k, gen in enumerate(generators):
             self.embedding[k].normal_(generator=gen)
-            for p in (self.w_ih, self.w_hh, self.b_ih, self.b_hh):
-                p[k].uniform_(-bound_lstm, bound_lstm, generator=gen)
-            self.w_out[k].uniform_(-bound_out, bound_out, generator=gen)
-            self.b_out[k].uniform_(-bound_out, bound_out, generator=gen)
+            for p in (self.w_ih, self.w_hh, self.b_ih, self.b_hh, self.w_out, self.b_out):
+                p[k].uniform_(-bound, bound, generator=gen)
 
     def input_table(self) -> Tensor:
         """Gate pre-activations for every token: Embedding then W_ih fold into one lookup table."""

@@ -71,6 +71,8 @@ class Config(StudyConfig):
         unknown = [a for a in arms if a not in ARMS]
         if unknown:
             raise ValueError(f"unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
+        if len(set(arms)) < len(arms):
+            raise ValueError("an arm is listed twice")
         return arms
 
 

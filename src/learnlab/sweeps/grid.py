@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from learnlab import api
-from learnlab.config import StudyConfig, parse_overrides
+from learnlab.config import StudyConfig, config_from_yaml, parse_overrides
 from learnlab.errors import LearnlabError
 from learnlab.progress import progress_bar
 from learnlab.reporting.report import to_markdown
@@ -56,6 +56,8 @@ def expand_grid(grid: list[str]) -> list[dict[str, Any]]:
         values = [v for v in raw.split(",") if v.strip()]
         if not sep or not key.strip() or not values:
             raise LearnlabError(f"bad --grid {item!r}: expected key=v1,v2,...")
+        if key.strip() in axes:
+            raise LearnlabError(f"bad --grid {item!r}: {key.strip()!r} is already a grid axis")
         axes[key.strip()] = [next(iter(parse_overrides([f"{key}={v}"]).values())) for v in values]
     return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
 
@@ -82,6 +84,10 @@ def run_sweep(
     if backend not in BACKENDS:
         raise LearnlabError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     points = expand_grid(grid)
+    given = {"seeds": seeds, "arms": arms, "device": device}
+    clash = [key for key in points[0] if given.get(key) is not None]
+    if clash:
+        raise LearnlabError(f"--grid {clash[0]}=... and --{clash[0]} both set {clash[0]!r}: give one")
     configs = []
     for point in points:
         spec, cfg = api.resolve(
@@ -91,7 +97,13 @@ def run_sweep(
     out_dir = Path(out) if out else DEFAULT_ROOT / f"{spec.name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     names = [point_name(i, p) for i, p in enumerate(points)]
     todo = [i for i, name in enumerate(names) if not (out_dir / name / "summary.json").is_file()]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    for i in set(range(len(points))) - set(todo):  # resuming: a finished point must be this point
+        if config_from_yaml(out_dir / names[i] / "config.yaml") != configs[i].model_dump(mode="json"):
+            raise LearnlabError(f"{str(out_dir / names[i])!r} was run with another config; use another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LearnlabError(f"--out {str(out_dir)!r}: cannot create the sweep directory ({err.strerror})") from None
 
     execute = _ray_executor(address) if backend == "ray" else _local_executor(progress)
     with progress_bar(f"sweep {spec.name} · {len(points)} points", len(points), progress) as update:

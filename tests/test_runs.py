@@ -90,3 +90,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
 def test_resume_without_an_interrupted_run_is_an_error(tmp_path):
     with pytest.raises(LearnlabError, match="no interrupted run"):
         learnlab.resume(tmp_path / "nothing")
+
+
+def test_one_seed_cannot_decide_a_claim(tmp_path):
+    summary = smoke(tmp_path / "one", arms=["baseline", "concept"], overrides={"seeds": 1})
+    assert {c["verdict"] for c in summary["claims"]} == {"undetermined"}

@@ -109,7 +109,7 @@ def print_summary(summary: dict) -> None:
         )
     console.print(view)
     for claim in summary.get("claims", []):
-        colour = "green" if claim["verdict"] == "reproduced" else "red"
+        colour = {"reproduced": "green", "not reproduced": "red"}.get(claim["verdict"], "yellow")
         console.print(f"[{colour}]{claim['verdict']}[/{colour}] {claim['claim']}: {claim['evidence']}", highlight=False)
     if "run_dir" in summary:
         console.print(f"run directory: {summary['run_dir']}", highlight=False)

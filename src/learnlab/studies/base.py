@@ -41,15 +41,12 @@ class RunContext:
 @dataclass(frozen=True)
 class Verdict:
     claim: str
-    held: bool
+    held: bool | None  # None: this run cannot decide (one seed gives no confidence interval)
     evidence: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "claim": self.claim,
-            "verdict": "reproduced" if self.held else "not reproduced",
-            "evidence": self.evidence,
-        }
+        verdict = {True: "reproduced", False: "not reproduced", None: "undetermined"}[self.held]
+        return {"claim": self.claim, "verdict": verdict, "evidence": self.evidence}
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,8 @@ class Claim:
     check: Callable[[Table], tuple[bool, str]]
 
     def judge(self, table: Table) -> Verdict:
+        if any(len(cell["values"]) < 2 for cells in table.values() for cell in cells.values()):
+            return Verdict(self.text, None, "needs at least 2 seeds per arm for a confidence interval")
         try:
             held, evidence = self.check(table)
         except KeyError as missing:  # an arm or metric this run did not measure

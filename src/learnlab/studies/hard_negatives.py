@@ -260,6 +260,11 @@ def _pct(cell: dict[str, Any]) -> str:
     return f"{100 * cell['mean']:.1f}% (95% CI {100 * lo:.1f}–{100 * hi:.1f})"
 
 
+def _published(arm: str, metric: str) -> str:
+    ref = REFERENCE[arm][metric]
+    return f"{100 * ref['mean']:.1f} ± {100 * ref['std']:.1f}%"
+
+
 def _within_published(table: Table, arm: str, metric: str) -> tuple[bool, float, float]:
     ref = REFERENCE[arm][metric]
     lo, hi = ref["mean"] - ref["std"], ref["mean"] + ref["std"]
@@ -269,7 +274,10 @@ def _within_published(table: Table, arm: str, metric: str) -> tuple[bool, float,
 def _shortcut(t: Table) -> tuple[bool, str]:
     easy, hard = t["baseline"]["easy"], t["baseline"]["hard"]
     held = easy["mean"] >= 0.99 and 0.45 <= hard["mean"] <= 0.55
-    return held, f"baseline easy {_pct(easy)}, hard {_pct(hard)}; published 100.0% and 50.0%"
+    return held, (
+        f"baseline easy {_pct(easy)}, hard {_pct(hard)}; published {_published('baseline', 'easy')} "
+        f"and {_published('baseline', 'hard')}"
+    )
 
 
 def _rule(t: Table) -> tuple[bool, str]:
@@ -277,7 +285,7 @@ def _rule(t: Table) -> tuple[bool, str]:
     gain = difference(t, "hard", "concept", "baseline")
     held = inside and gain["ci95"][0] > 0
     return held, (
-        f"concept hard {_pct(t['concept']['hard'])} vs published 85.3 ± 7.0% "
+        f"concept hard {_pct(t['concept']['hard'])} vs published {_published('concept', 'hard')} "
         f"({100 * lo:.1f}–{100 * hi:.1f}); gain over baseline {100 * gain['mean']:+.1f} points "
         f"(paired 95% CI {100 * gain['ci95'][0]:+.1f} to {100 * gain['ci95'][1]:+.1f})"
     )
@@ -286,13 +294,13 @@ def _rule(t: Table) -> tuple[bool, str]:
 def _extrapolates(t: Table) -> tuple[bool, str]:
     cell = t["concept"]["extrap"]
     held = cell["mean"] > 0.60 and cell["ci95"][0] > 0.5
-    return held, f"concept extrap (L=40) {_pct(cell)}; published 65.7 ± 7.6%, chance 50%"
+    return held, f"concept extrap (L=40) {_pct(cell)}; published {_published('concept', 'extrap')}, chance 50%"
 
 
 def _easy_kept(t: Table) -> tuple[bool, str]:
     inside, lo, hi = _within_published(t, "concept", "easy")
     held = inside or t["concept"]["easy"]["mean"] > hi
-    return held, f"concept easy {_pct(t['concept']['easy'])}; published 97.7 ± 3.1%"
+    return held, f"concept easy {_pct(t['concept']['easy'])}; published {_published('concept', 'easy')}"
 
 
 CLAIMS = (

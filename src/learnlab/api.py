@@ -95,8 +95,12 @@ def resolve(
 
 
 def check_device(cfg: StudyConfig) -> None:
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+    if not cfg.device.startswith("cuda"):
+        return
+    if not torch.cuda.is_available():
         raise LearnlabError(f"--device {cfg.device}: CUDA is not available on this machine")
+    # deterministic cuBLAS needs a fixed workspace, set before its first use
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def execute(

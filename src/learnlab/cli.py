@@ -16,7 +16,7 @@ from rich.table import Table
 from learnlab import api
 from learnlab.config import config_from_yaml, parse_overrides
 from learnlab.errors import Interrupted, LearnlabError
-from learnlab.reporting.report import fmt
+from learnlab.reporting.report import fmt, mean_std
 from learnlab.store.rundir import DEFAULT_ROOT, find_runs
 
 console = Console()
@@ -92,6 +92,11 @@ def run(study, preset, seeds, arms, sets, device, quiet, out, config) -> None:
 def print_summary(summary: dict) -> None:
     table = summary["table"]
     metrics = list(dict.fromkeys(m for cells in table.values() for m in cells))
+    if len(metrics) > 8:  # a wide table: the published and headline metrics here, the rest in the report
+        spec = api.STUDIES.get(summary["study"])
+        named = {m for cells in summary.get("reference", {}).values() for m in cells}
+        named |= {m for _, m in (spec.headline if spec else ())}
+        metrics = [m for m in metrics if m in named]
     view = Table(
         title=f"{summary['study']} · {summary['preset']} · {len(summary['seeds'])} seeds · "
         f"{summary['wall_seconds']:.1f} s"
@@ -100,11 +105,11 @@ def print_summary(summary: dict) -> None:
     for m in metrics:
         view.add_column(m, justify="right")
     for arm, cells in table.items():
-        view.add_row(arm, *(f"{fmt(c['mean'])} ± {fmt(c['std'])}" if (c := cells.get(m)) else "—" for m in metrics))
+        view.add_row(arm, *(mean_std(c["mean"], c.get("std")) if (c := cells.get(m)) else "—" for m in metrics))
     for arm, cells in summary.get("reference", {}).items():
         view.add_row(
             f"{arm} (published)",
-            *(f"{fmt(c['mean'])} ± {fmt(c['std'])}" if (c := cells.get(m)) else "" for m in metrics),
+            *(mean_std(c["mean"], c.get("std")) if (c := cells.get(m)) else "" for m in metrics),
             style="dim",
         )
     console.print(view)

@@ -219,3 +219,13 @@ class EnsembleLSTMClassifier(nn.Module):
         # a multiply-and-sum, not a [K,B,H]@[K,H,1] matmul: MKL takes another path for a batch of one,
         # and a model's logits must not depend on how many models share the ensemble
         return (hidden * self.w_out[:, None, :]).sum(dim=-1) + self.b_out[:, None]
+
+
+def select_members(model: EnsembleLSTMClassifier, index: Tensor) -> EnsembleLSTMClassifier:
+    """A new ensemble whose member j is a copy of model's member index[j] (members may repeat)."""
+    out = EnsembleLSTMClassifier(len(index), model.vocab_size, model.embedding.shape[-1], model.hidden_size)
+    out.to(model.embedding.device)
+    with torch.no_grad():
+        for p, q in zip(model.parameters(), out.parameters(), strict=True):
+            q.copy_(p.index_select(0, index.to(p.device)))
+    return out

@@ -24,12 +24,13 @@ def fmt(value: float) -> str:
     return f"{100 * value:.1f}%" if 0.0 <= value <= 1.0 else f"{value:.4g}"
 
 
+def mean_std(mean: float, std: float | None) -> str:
+    """'mean ± std', or just the mean where no spread is known (some published numbers)."""
+    return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
+
+
 def _cell(cell: dict[str, Any]) -> str:
-    return (
-        f"{fmt(cell['mean'])} ± {fmt(cell['std'])}"
-        if 0 <= cell["mean"] <= 1
-        else f"{cell['mean']:.4g} ± {cell['std']:.2g}"
-    )
+    return mean_std(cell["mean"], cell.get("std"))
 
 
 def _ci(cell: dict[str, Any]) -> str:
@@ -57,9 +58,9 @@ def blocks(summary: dict[str, Any], figure_files: dict[str, str]) -> list[Block]
             [
                 r["arm"],
                 r["metric"],
-                f"{fmt(r['mean'])} ± {fmt(r['std'])}",
+                mean_std(r["mean"], r["std"]),
                 _ci(r),
-                f"{fmt(r['published_mean'])} ± {fmt(r['published_std'])}",
+                mean_std(r["published_mean"], r["published_std"]),
                 f"{100 * r['difference']:+.1f} pts" if abs(r["published_mean"]) <= 1 else f"{r['difference']:+.3g}",
                 "yes" if r["published_inside_ci"] else "no",
             ]

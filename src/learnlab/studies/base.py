@@ -62,7 +62,7 @@ class Claim:
         try:
             held, evidence = self.check(table)
         except KeyError as missing:  # an arm or metric this run did not measure
-            return Verdict(self.text, False, f"not measured in this run ({missing})")
+            return Verdict(self.text, None, f"not measured in this run ({missing})")
         return Verdict(self.text, held, evidence)
 
 

@@ -89,10 +89,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 class TrainingStream:
     """Every member's batches. Each seed draws from its own generator, DATA_CHUNK steps at a time."""
 
-    def __init__(self, cfg: Config, seeds: list[int], member_seed: Tensor, member_share: Tensor):
+    def __init__(self, cfg: Config, seeds: list[int], member_seed: Tensor, member_share: Tensor, purpose: str = "data"):
         self.cfg, self.member_seed = cfg, member_seed
         self.member_share = member_share[:, None, None]
-        self.gens = [generator(s, "data", cfg.device) for s in seeds]
+        self.gens = [generator(s, purpose, cfg.device) for s in seeds]
         self.chunk_start = -DATA_CHUNK
 
     def _draw(self, gen: torch.Generator) -> dict[str, Tensor]:
@@ -124,17 +124,15 @@ class TrainingStream:
         self.chunk_states = [g.get_state() for g in self.gens]
         draws = [self._draw(g) for g in self.gens]
         per_seed = {key: torch.stack([d[key] for d in draws])[self.member_seed] for key in draws[0]}
-        k, b = len(self.member_seed), self.cfg.batch_size
-        shape = (k, DATA_CHUNK, b)
-        negative = torch.where(
-            (per_seed["u_hard"].view(shape) < self.member_share)[..., None],
-            per_seed["hard"].view(*shape, -1),
-            per_seed["easy"].view(*shape, -1),
-        )
-        is_pos = per_seed["is_pos"].view(shape)
-        self.tokens = torch.where(is_pos[..., None], per_seed["pos"].view(*shape, -1), negative)
-        self.labels = is_pos.float()
+        shape = (len(self.member_seed), DATA_CHUNK, self.cfg.batch_size)
+        member = {key: value.view(*shape, -1).squeeze(-1) for key, value in per_seed.items() if key != "lengths"}
+        self.tokens, self.labels = self._assemble(member)
         self.widths = per_seed["lengths"].amax(dim=0).tolist()  # longest sequence per step
+
+    def _assemble(self, d: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Members' tokens [K, S, B, W] and labels [K, S, B] from their seeds' draws."""
+        negative = torch.where((d["u_hard"] < self.member_share)[..., None], d["hard"], d["easy"])
+        return torch.where(d["is_pos"][..., None], d["pos"], negative), d["is_pos"].float()
 
     def __call__(self, step: int) -> tuple[Tensor, Tensor]:
         if step >= self.chunk_start + DATA_CHUNK:

@@ -1,0 +1,311 @@
+"""A2 `model-collapse` — generations of models trained on the previous generation's labels.
+
+Source: the learning-by-negation article (seeds/000), section on model collapse. Claim: a model trained
+on another model's hard labels inherits a blurred boundary, and each generation blurs it further; soft
+labels (distillation) slow the decline; mixing 20–30% real data into synthetic data is recommended.
+
+Method. Generation 0 is A1's `concept` model: a TinyLSTM trained on sorted vs one-swap sequences with true
+labels (same seed, same initialisation and data as in `hard-negatives`). Each later generation is a
+freshly initialised TinyLSTM trained just as long on batches whose inputs are a mixture — sorted,
+random-unsorted or one-swap with probability 1/3 each, one length per batch — labelled by the previous
+generation of its own chain. Arms: `hard` (the teacher's hard labels, p > 0.5: the source), `soft` (its
+probabilities: distillation), and `real10`/`real20`/`real30`/`real50` (hard labels, with that share of
+each batch replaced by ground-truth examples: sorted vs one-swap, true labels). A chain is one master
+seed; every arm's chain starts from the same generation 0, and all chains of all arms train as one
+ensemble per generation, the previous generation labelling every student's batch. After each generation
+g, on A1's test sets: `hard_g{g}` and `easy_g{g}` accuracy, and `agree_g{g}`, the share of one-swap test
+sequences that student and teacher label alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field, field_validator
+from torch import Tensor
+
+from learnlab.engine.rng import generator
+from learnlab.engine.train import train_ensemble
+from learnlab.models.lstm import EnsembleLSTMClassifier, select_members
+from learnlab.reporting.stats import Table, describe, difference
+from learnlab.studies import hard_negatives as a1
+from learnlab.studies.base import Claim, RunContext, Study, member_rows
+from learnlab.tasks import sortedness as task
+
+ARMS = {
+    "hard": (False, 0.0),
+    "soft": (True, 0.0),
+    "real10": (False, 0.1),
+    "real20": (False, 0.2),
+    "real30": (False, 0.3),
+    "real50": (False, 0.5),
+}  # arm: (soft labels, share of real examples)
+LOSS_EVERY = 20  # training loss is kept every this many steps (the curves would otherwise dominate)
+
+
+class Config(a1.Config):
+    generations: int = Field(10, ge=1, description="generations trained on labels, after generation 0")
+    eval_every: int = Field(0, ge=0, description="unused: this study evaluates after each generation")
+
+    @field_validator("arms")
+    @classmethod
+    def _known_arms(cls, arms: list[str]) -> list[str]:
+        unknown = [a for a in arms if a not in ARMS]
+        if unknown:
+            raise ValueError(f"unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
+        if len(set(arms)) < len(arms):
+            raise ValueError("an arm is listed twice")
+        return arms
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"steps": 40, "seeds": 2, "generations": 2, "eval_size": 50},
+    "laptop": {},  # 20 chains x 6 arms x 10 generations: about 10 minutes on 2 cores
+    "paper": {},
+}
+
+
+class SyntheticStream(a1.TrainingStream):
+    """One generation's student batches: mixture inputs labelled by the teacher; real rows carry truth."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        seeds: list[int],
+        member_seed: Tensor,
+        arms: list[str],
+        generation: int,
+        teacher: EnsembleLSTMClassifier,
+    ):
+        no_share = torch.zeros(len(member_seed), device=cfg.device)
+        super().__init__(cfg, seeds, member_seed, no_share, purpose=f"data-g{generation}")
+        self.teacher = teacher
+        self.soft = torch.tensor([ARMS[a][0] for a in arms], device=cfg.device)[:, None]
+        self.real_share = torch.tensor([ARMS[a][1] for a in arms], device=cfg.device)[:, None, None]
+
+    def _draw(self, gen: torch.Generator) -> dict[str, Tensor]:
+        c, n = self.cfg, a1.DATA_CHUNK * self.cfg.batch_size
+        lengths = torch.randint(c.min_len, c.max_len + 1, (a1.DATA_CHUNK,), generator=gen, device=gen.device)
+        rows = lengths.repeat_interleave(c.batch_size)
+        ordered = task.sorted_sequences(rows, c.max_len, c.vocab_size, gen)
+        return {
+            "lengths": lengths,
+            "sorted": ordered,
+            "swapped": task.adjacent_swaps(ordered, rows, 1, gen),
+            "random": task.random_unsorted(rows, c.max_len, c.vocab_size, gen),
+            "u_kind": torch.rand(n, generator=gen, device=gen.device),
+            "u_real": torch.rand(n, generator=gen, device=gen.device),
+            "real_pos": torch.rand(n, generator=gen, device=gen.device) < 0.5,
+        }
+
+    def _assemble(self, d: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        u = d["u_kind"][..., None]
+        mixture = torch.where(u < 0.33, d["sorted"], torch.where(u < 0.66, d["random"], d["swapped"]))
+        real = torch.where(d["real_pos"][..., None], d["sorted"], d["swapped"])
+        self.is_real = d["u_real"] < self.real_share
+        self.truth = d["real_pos"].float()
+        return torch.where(self.is_real[..., None], real, mixture), self.truth  # labels: see __call__
+
+    def __call__(self, step: int) -> tuple[Tensor, Tensor]:
+        tokens, _ = super().__call__(step)
+        i = step - self.chunk_start
+        with torch.no_grad():
+            p = torch.sigmoid(self.teacher(tokens))
+        target = torch.where(self.soft, p, (p > 0.5).float())
+        return tokens, torch.where(self.is_real[:, i], self.truth[:, i], target)
+
+
+def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
+    arms = cfg.arms or list(ARMS)
+    seeds = cfg.seed_list
+    members = [(arm, seed) for arm in arms for seed in seeds]
+    member_seed = torch.tensor([seeds.index(s) for _, s in members], device=cfg.device)
+    sets = a1.stack_sets(
+        [a1.evaluation_sets(cfg, s, "test", cfg.eval_size) for s in seeds], member_seed, ("hard", "easy")
+    )
+    swaps = sets["hard"][0][:, cfg.eval_size :]  # the one-swap half of the hard set
+    frames: list[pd.DataFrame] = []
+
+    def record(g: int, model: EnsembleLSTMClassifier, teacher: EnsembleLSTMClassifier | None, losses) -> None:
+        step = (g + 1) * cfg.steps
+        model.eval()
+        with torch.no_grad():
+            metrics = {f"{m}_g{g}": a1.accuracy(model, *sets[m]) for m in ("hard", "easy")}
+            if teacher is not None:
+                metrics[f"agree_g{g}"] = ((model(swaps) > 0) == (teacher(swaps) > 0)).float().mean(dim=1)
+        frames.extend(member_rows(members, [step], v.cpu().numpy()[None], "test", m) for m, v in metrics.items())
+        kept = list(range(LOSS_EVERY - 1, cfg.steps, LOSS_EVERY))
+        frames.append(
+            member_rows(members, [g * cfg.steps + s + 1 for s in kept], losses[kept].numpy(), "train", "loss")
+        )
+
+    with ctx.progress(
+        f"model-collapse · {len(members)} models · {cfg.generations + 1} generations", (cfg.generations + 1) * cfg.steps
+    ) as update:
+        # generation 0: A1's concept models, one per chain, shared by every arm
+        gen0 = EnsembleLSTMClassifier(len(seeds), cfg.vocab_size, cfg.embed_dim, cfg.hidden_size).to(cfg.device)
+        gen0.reset_parameters([generator(s, "init", cfg.device) for s in seeds])
+        per_chain = torch.arange(len(seeds), device=cfg.device)
+        truth = a1.TrainingStream(cfg, seeds, per_chain, torch.ones(len(seeds), device=cfg.device))
+        log = train_ensemble(
+            gen0,
+            truth,
+            a1.bce_per_model,
+            steps=cfg.steps,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            on_step=update,
+            checkpoint=ctx.checkpoint("gen0"),
+        )
+        teacher = select_members(gen0, member_seed)
+        record(0, teacher, None, log.losses[:, member_seed.cpu()])
+
+        for g in range(1, cfg.generations + 1):
+            student = EnsembleLSTMClassifier(len(members), cfg.vocab_size, cfg.embed_dim, cfg.hidden_size)
+            student.to(cfg.device).reset_parameters([generator(s, f"init-g{g}", cfg.device) for _, s in members])
+            stream = SyntheticStream(cfg, seeds, member_seed, [a for a, _ in members], g, teacher.eval())
+            log = train_ensemble(
+                student,
+                stream,
+                a1.bce_per_model,
+                steps=cfg.steps,
+                lr=cfg.lr,
+                weight_decay=cfg.weight_decay,
+                on_step=lambda s, g=g: update(g * cfg.steps + s),
+                checkpoint=ctx.checkpoint(f"gen{g}"),
+            )
+            record(g, student, teacher, log.losses)
+            teacher = student
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- the published claims --------------------------------------------------------------------------
+
+REFERENCE: Table = {  # article, model-collapse table (hard accuracy, mean ± std over 20 chains), as fractions
+    "hard": {
+        "hard_g0": {"mean": 0.856, "std": 0.049},
+        "hard_g1": {"mean": 0.728, "std": 0.054},
+        "hard_g2": {"mean": 0.680, "std": 0.057},
+    },
+    "soft": {"hard_g2": {"mean": 0.720}},  # "72.0% for Gen 2", no spread given
+}
+
+
+def _pct(cell: dict[str, Any]) -> str:
+    lo, hi = cell["ci95"]
+    return f"{100 * cell['mean']:.1f}% (95% CI {100 * lo:.1f}–{100 * hi:.1f})"
+
+
+def _last(t: Table, arm: str, metric: str) -> str:
+    gens = [int(m.rsplit("_g", 1)[1]) for m in t[arm] if m.startswith(metric + "_g")]
+    return f"{metric}_g{max(gens)}"
+
+
+def _erodes(t: Table) -> tuple[bool, str]:
+    drop = _paired(t, "hard", "hard_g2", "hard_g0")
+    g2 = t["hard"]["hard_g2"]
+    held = drop["ci95"][1] < 0
+    return held, (
+        f"hard-label chain: Gen0 {_pct(t['hard']['hard_g0'])}, Gen1 {_pct(t['hard']['hard_g1'])}, "
+        f"Gen2 {_pct(g2)}; published 85.6 → 72.8 → 68.0%; change Gen0→Gen2 "
+        f"{100 * drop['mean']:+.1f} points (paired 95% CI {100 * drop['ci95'][0]:+.1f} to "
+        f"{100 * drop['ci95'][1]:+.1f})"
+    )
+
+
+def _paired(t: Table, arm: str, metric_a: str, metric_b: str) -> dict[str, Any]:
+    """Per-chain difference between two metrics of one arm."""
+    return describe(np.asarray(t[arm][metric_a]["values"]) - np.asarray(t[arm][metric_b]["values"]))
+
+
+def _easy_stays(t: Table) -> tuple[bool, str]:
+    easy = {m: c["mean"] for m, c in t["hard"].items() if m.startswith("easy_g")}
+    worst = min(easy, key=easy.get)
+    return easy[worst] >= 0.97, f"lowest easy accuracy of the hard-label chain: {worst} {100 * easy[worst]:.1f}%"
+
+
+def _soft_slows(t: Table) -> tuple[bool, str]:
+    gain = difference(t, "hard_g2", "soft", "hard")
+    return gain["ci95"][0] > 0, (
+        f"Gen2 soft {_pct(t['soft']['hard_g2'])} vs hard {_pct(t['hard']['hard_g2'])}: "
+        f"{100 * gain['mean']:+.1f} points (paired 95% CI {100 * gain['ci95'][0]:+.1f} "
+        f"to {100 * gain['ci95'][1]:+.1f}); published +4.0"
+    )
+
+
+def _real_data_stops(t: Table) -> tuple[bool, str]:
+    parts, held = [], True
+    for arm in ("real20", "real30"):
+        last = _last(t, arm, "hard")
+        change = _paired(t, arm, last, "hard_g0")
+        held &= change["ci95"][1] >= 0  # no decline we can detect
+        parts.append(
+            f"{arm}: {last} − hard_g0 = {100 * change['mean']:+.1f} points "
+            f"(95% CI {100 * change['ci95'][0]:+.1f} to {100 * change['ci95'][1]:+.1f})"
+        )
+    return held, "; ".join(parts)
+
+
+CLAIMS = (
+    Claim("Training on a previous generation's hard labels erodes the boundary (hard accuracy falls by Gen2)", _erodes),
+    Claim("Easy accuracy stays near 100% in every generation", _easy_stays),
+    Claim("Soft labels (distillation) slow the decline: Gen2 above the hard-label chain", _soft_slows),
+    Claim("Mixing 20–30% real data into each batch stops the decline", _real_data_stops),
+)
+
+
+def notes(summary: dict[str, Any]) -> list[str]:
+    t = summary["table"]
+    out = []
+    for arm in (a for a in ARMS if a in t):
+        last = _last(t, arm, "hard")
+        agree = _last(t, arm, "agree")
+        out.append(
+            f"{arm}: hard accuracy {100 * t[arm]['hard_g0']['mean']:.1f}% at Gen0 → "
+            f"{100 * t[arm][last]['mean']:.1f}% at {last.split('_')[1]}; teacher–student agreement on "
+            f"one-swap inputs at the last generation {100 * t[arm][agree]['mean']:.1f}%."
+        )
+    return out
+
+
+def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
+    """Hard accuracy against generation, one line per arm, with 95% CI bands."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    t = summary["table"]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for arm in (a for a in ARMS if a in t):
+        gens = sorted(int(m.split("_g")[1]) for m in t[arm] if m.startswith("hard_g"))
+        mean = np.array([t[arm][f"hard_g{g}"]["mean"] for g in gens])
+        ci = np.array([t[arm][f"hard_g{g}"]["ci95"] for g in gens])
+        (line,) = ax.plot(gens, mean, marker="o", ms=3, label=arm)
+        ax.fill_between(gens, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.15)
+    ref = REFERENCE["hard"]
+    ax.plot([0, 1, 2], [ref[f"hard_g{g}"]["mean"] for g in range(3)], "kD", ms=4, label="published (hard)")
+    ax.set(xlabel="generation", ylabel="hard accuracy (one-swap test)", title="Model collapse across generations")
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return {"generations": fig}
+
+
+STUDY = Study(
+    name="model-collapse",
+    title="generations trained on the previous generation's labels (A2)",
+    source="seeds/000 (learning by negation), model collapse",
+    method=__doc__.split("Method.", 1)[1].strip(),
+    config=Config,
+    presets=PRESETS,
+    arms=tuple(ARMS),
+    measure=measure,
+    reference=REFERENCE,
+    claims=CLAIMS,
+    headline=(("hard", "hard_g0"), ("hard", "hard_g2"), ("real30", "hard_g2")),
+    figures=figures,
+    notes=notes,
+)

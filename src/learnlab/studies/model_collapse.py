@@ -222,9 +222,14 @@ def _paired(t: Table, arm: str, metric_a: str, metric_b: str) -> dict[str, Any]:
 
 
 def _easy_stays(t: Table) -> tuple[bool, str]:
-    easy = {m: c["mean"] for m, c in t["hard"].items() if m.startswith("easy_g")}
-    worst = min(easy, key=easy.get)
-    return easy[worst] >= 0.97, f"lowest easy accuracy of the hard-label chain: {worst} {100 * easy[worst]:.1f}%"
+    """Judged on generations 0-2, the source's range; later generations are reported beside."""
+    easy = {int(m.split("_g")[1]): c["mean"] for m, c in t["hard"].items() if m.startswith("easy_g")}
+    early = min(v for g, v in easy.items() if g <= 2)
+    last = max(easy)
+    return early >= 0.97, (
+        f"hard-label chain: lowest easy accuracy in generations 0-2 {100 * early:.1f}%; "
+        f"at generation {last} {100 * easy[last]:.1f}%; published ~100%"
+    )
 
 
 def _soft_slows(t: Table) -> tuple[bool, str]:
@@ -251,7 +256,7 @@ def _real_data_stops(t: Table) -> tuple[bool, str]:
 
 CLAIMS = (
     Claim("Training on a previous generation's hard labels erodes the boundary (hard accuracy falls by Gen2)", _erodes),
-    Claim("Easy accuracy stays near 100% in every generation", _easy_stays),
+    Claim("Easy accuracy stays near 100% (at least 97%) through generation 2", _easy_stays),
     Claim("Soft labels (distillation) slow the decline: Gen2 above the hard-label chain", _soft_slows),
     Claim("Mixing 20–30% real data into each batch stops the decline", _real_data_stops),
 )

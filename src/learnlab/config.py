@@ -35,6 +35,16 @@ class StudyConfig(BaseModel):
         return list(range(self.seed, self.seed + self.seeds))
 
 
+def check_arms(arms: list[str], known: Any) -> list[str]:
+    """For a config's `arms` validator: every arm known, none twice."""
+    unknown = [a for a in arms if a not in known]
+    if unknown:
+        raise ValueError(f"unknown arm {unknown[0]!r} (arms: {', '.join(known)})")
+    if len(set(arms)) < len(arms):
+        raise ValueError("an arm is listed twice")
+    return arms
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """Parse `key=value` strings; values are read as YAML scalars/lists (`3`, `1e-3`, `[6, 12]`, `true`)."""
     out: dict[str, Any] = {}

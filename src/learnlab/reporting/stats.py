@@ -40,6 +40,12 @@ def describe(values: list[float] | np.ndarray) -> Cell:
     return {"mean": mean, "std": std, "ci95": [lo, hi], "values": [float(v) for v in x]}
 
 
+def pct(cell: Cell) -> str:
+    """A fraction's mean and CI in percent, for verdict evidence: '84.3% (95% CI 82.3–86.1)'."""
+    lo, hi = cell["ci95"]
+    return f"{100 * cell['mean']:.1f}% (95% CI {100 * lo:.1f}–{100 * hi:.1f})"
+
+
 def table_from_metrics(final: pd.DataFrame) -> Table:
     """Rows (arm, seed, metric, value) -> {arm: {metric: cell}}, arms and metrics in first-seen order."""
     table: Table = {}

@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
-from learnlab.config import StudyConfig
+from learnlab.config import StudyConfig, check_arms
 from learnlab.engine.rng import generator
 from learnlab.engine.train import train_ensemble
 from learnlab.models.lstm import EnsembleLSTMClassifier
-from learnlab.reporting.stats import Table, difference
+from learnlab.reporting.stats import Table, difference, pct
 from learnlab.studies.base import Claim, RunContext, Study, member_rows
 from learnlab.tasks import sortedness as task
 
@@ -68,12 +68,7 @@ class Config(StudyConfig):
     @field_validator("arms")
     @classmethod
     def _known_arms(cls, arms: list[str]) -> list[str]:
-        unknown = [a for a in arms if a not in ARMS]
-        if unknown:
-            raise ValueError(f"unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
-        if len(set(arms)) < len(arms):
-            raise ValueError("an arm is listed twice")
-        return arms
+        return check_arms(arms, ARMS)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -253,11 +248,6 @@ REFERENCE: Table = {  # article, section 3.1 table (mean ± std over 20 seeds), 
 }
 
 
-def _pct(cell: dict[str, Any]) -> str:
-    lo, hi = cell["ci95"]
-    return f"{100 * cell['mean']:.1f}% (95% CI {100 * lo:.1f}–{100 * hi:.1f})"
-
-
 def _published(arm: str, metric: str) -> str:
     ref = REFERENCE[arm][metric]
     return f"{100 * ref['mean']:.1f} ± {100 * ref['std']:.1f}%"
@@ -273,7 +263,7 @@ def _shortcut(t: Table) -> tuple[bool, str]:
     easy, hard = t["baseline"]["easy"], t["baseline"]["hard"]
     held = easy["mean"] >= 0.99 and 0.45 <= hard["mean"] <= 0.55
     return held, (
-        f"baseline easy {_pct(easy)}, hard {_pct(hard)}; published {_published('baseline', 'easy')} "
+        f"baseline easy {pct(easy)}, hard {pct(hard)}; published {_published('baseline', 'easy')} "
         f"and {_published('baseline', 'hard')}"
     )
 
@@ -283,7 +273,7 @@ def _rule(t: Table) -> tuple[bool, str]:
     gain = difference(t, "hard", "concept", "baseline")
     held = inside and gain["ci95"][0] > 0
     return held, (
-        f"concept hard {_pct(t['concept']['hard'])} vs published {_published('concept', 'hard')} "
+        f"concept hard {pct(t['concept']['hard'])} vs published {_published('concept', 'hard')} "
         f"({100 * lo:.1f}–{100 * hi:.1f}); gain over baseline {100 * gain['mean']:+.1f} points "
         f"(paired 95% CI {100 * gain['ci95'][0]:+.1f} to {100 * gain['ci95'][1]:+.1f})"
     )
@@ -292,13 +282,13 @@ def _rule(t: Table) -> tuple[bool, str]:
 def _extrapolates(t: Table) -> tuple[bool, str]:
     cell = t["concept"]["extrap"]
     held = cell["mean"] > 0.60 and cell["ci95"][0] > 0.5
-    return held, f"concept extrap (L=40) {_pct(cell)}; published {_published('concept', 'extrap')}, chance 50%"
+    return held, f"concept extrap (L=40) {pct(cell)}; published {_published('concept', 'extrap')}, chance 50%"
 
 
 def _easy_kept(t: Table) -> tuple[bool, str]:
     inside, lo, hi = _within_published(t, "concept", "easy")
     held = inside or t["concept"]["easy"]["mean"] > hi
-    return held, f"concept easy {_pct(t['concept']['easy'])}; published {_published('concept', 'easy')}"
+    return held, f"concept easy {pct(t['concept']['easy'])}; published {_published('concept', 'easy')}"
 
 
 CLAIMS = (

@@ -27,10 +27,11 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor
 
+from learnlab.config import check_arms
 from learnlab.engine.rng import generator
 from learnlab.engine.train import train_ensemble
 from learnlab.models.lstm import EnsembleLSTMClassifier, select_members
-from learnlab.reporting.stats import Table, describe, difference
+from learnlab.reporting.stats import Table, describe, difference, pct
 from learnlab.studies import hard_negatives as a1
 from learnlab.studies.base import Claim, RunContext, Study, member_rows
 from learnlab.tasks import sortedness as task
@@ -53,12 +54,7 @@ class Config(a1.Config):
     @field_validator("arms")
     @classmethod
     def _known_arms(cls, arms: list[str]) -> list[str]:
-        unknown = [a for a in arms if a not in ARMS]
-        if unknown:
-            raise ValueError(f"unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
-        if len(set(arms)) < len(arms):
-            raise ValueError("an arm is listed twice")
-        return arms
+        return check_arms(arms, ARMS)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -145,39 +141,34 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
     with ctx.progress(
         f"model-collapse · {len(members)} models · {cfg.generations + 1} generations", (cfg.generations + 1) * cfg.steps
     ) as update:
-        # generation 0: A1's concept models, one per chain, shared by every arm
-        gen0 = EnsembleLSTMClassifier(len(seeds), cfg.vocab_size, cfg.embed_dim, cfg.hidden_size).to(cfg.device)
-        gen0.reset_parameters([generator(s, "init", cfg.device) for s in seeds])
-        per_chain = torch.arange(len(seeds), device=cfg.device)
-        truth = a1.TrainingStream(cfg, seeds, per_chain, torch.ones(len(seeds), device=cfg.device))
-        log = train_ensemble(
-            gen0,
-            truth,
-            a1.bce_per_model,
-            steps=cfg.steps,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            on_step=update,
-            checkpoint=ctx.checkpoint("gen0"),
-        )
-        teacher = select_members(gen0, member_seed)
-        record(0, teacher, None, log.losses[:, member_seed.cpu()])
 
-        for g in range(1, cfg.generations + 1):
-            student = EnsembleLSTMClassifier(len(members), cfg.vocab_size, cfg.embed_dim, cfg.hidden_size)
-            student.to(cfg.device).reset_parameters([generator(s, f"init-g{g}", cfg.device) for _, s in members])
-            stream = SyntheticStream(cfg, seeds, member_seed, [a for a, _ in members], g, teacher.eval())
+        def generation(g: int, chain_seeds: list[int], init: str, stream) -> tuple[EnsembleLSTMClassifier, Tensor]:
+            """A fresh ensemble (one member per chain seed) trained on `stream`; returns it and its losses."""
+            model = EnsembleLSTMClassifier(len(chain_seeds), cfg.vocab_size, cfg.embed_dim, cfg.hidden_size)
+            model.to(cfg.device).reset_parameters([generator(s, init, cfg.device) for s in chain_seeds])
             log = train_ensemble(
-                student,
+                model,
                 stream,
                 a1.bce_per_model,
                 steps=cfg.steps,
                 lr=cfg.lr,
                 weight_decay=cfg.weight_decay,
-                on_step=lambda s, g=g: update(g * cfg.steps + s),
+                on_step=lambda s: update(g * cfg.steps + s),
                 checkpoint=ctx.checkpoint(f"gen{g}"),
             )
-            record(g, student, teacher, log.losses)
+            return model, log.losses
+
+        # generation 0: A1's concept models, one per chain, shared by every arm
+        per_chain = torch.arange(len(seeds), device=cfg.device)
+        truth = a1.TrainingStream(cfg, seeds, per_chain, torch.ones(len(seeds), device=cfg.device))
+        gen0, losses = generation(0, seeds, "init", truth)
+        teacher = select_members(gen0, member_seed)
+        record(0, teacher, None, losses[:, member_seed.cpu()])
+
+        for g in range(1, cfg.generations + 1):
+            stream = SyntheticStream(cfg, seeds, member_seed, [a for a, _ in members], g, teacher.eval())
+            student, losses = generation(g, [s for _, s in members], f"init-g{g}", stream)
+            record(g, student, teacher, losses)
             teacher = student
     return pd.concat(frames, ignore_index=True)
 
@@ -194,11 +185,6 @@ REFERENCE: Table = {  # article, model-collapse table (hard accuracy, mean ± st
 }
 
 
-def _pct(cell: dict[str, Any]) -> str:
-    lo, hi = cell["ci95"]
-    return f"{100 * cell['mean']:.1f}% (95% CI {100 * lo:.1f}–{100 * hi:.1f})"
-
-
 def _last(t: Table, arm: str, metric: str) -> str:
     gens = [int(m.rsplit("_g", 1)[1]) for m in t[arm] if m.startswith(metric + "_g")]
     return f"{metric}_g{max(gens)}"
@@ -209,8 +195,8 @@ def _erodes(t: Table) -> tuple[bool, str]:
     g2 = t["hard"]["hard_g2"]
     held = drop["ci95"][1] < 0
     return held, (
-        f"hard-label chain: Gen0 {_pct(t['hard']['hard_g0'])}, Gen1 {_pct(t['hard']['hard_g1'])}, "
-        f"Gen2 {_pct(g2)}; published 85.6 → 72.8 → 68.0%; change Gen0→Gen2 "
+        f"hard-label chain: Gen0 {pct(t['hard']['hard_g0'])}, Gen1 {pct(t['hard']['hard_g1'])}, "
+        f"Gen2 {pct(g2)}; published 85.6 → 72.8 → 68.0%; change Gen0→Gen2 "
         f"{100 * drop['mean']:+.1f} points (paired 95% CI {100 * drop['ci95'][0]:+.1f} to "
         f"{100 * drop['ci95'][1]:+.1f})"
     )
@@ -235,7 +221,7 @@ def _easy_stays(t: Table) -> tuple[bool, str]:
 def _soft_slows(t: Table) -> tuple[bool, str]:
     gain = difference(t, "hard_g2", "soft", "hard")
     return gain["ci95"][0] > 0, (
-        f"Gen2 soft {_pct(t['soft']['hard_g2'])} vs hard {_pct(t['hard']['hard_g2'])}: "
+        f"Gen2 soft {pct(t['soft']['hard_g2'])} vs hard {pct(t['hard']['hard_g2'])}: "
         f"{100 * gain['mean']:+.1f} points (paired 95% CI {100 * gain['ci95'][0]:+.1f} "
         f"to {100 * gain['ci95'][1]:+.1f}); published +4.0"
     )

@@ -15,8 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from learnlab.errors import LearnlabError
 
-PRESETS = ("smoke", "laptop", "paper")
-
 
 class StudyConfig(BaseModel):
     """Fields every study shares. Hyper-parameters carry plain names (`steps`, `lr`, ...)."""

@@ -34,9 +34,13 @@ def sorted_sequences(lengths: Tensor, width: int, vocab: int, gen: torch.Generat
     return values.masked_fill_(values < 0, vocab)
 
 
+def padding_mask(lengths: Tensor, width: int) -> Tensor:
+    """True at the leading padding columns of right-aligned rows of these lengths."""
+    return torch.arange(width, device=lengths.device) < _offsets(lengths, width)[:, None]
+
+
 def is_padding(seqs: Tensor, lengths: Tensor) -> Tensor:
-    columns = torch.arange(seqs.shape[1], device=seqs.device)
-    return columns < _offsets(lengths, seqs.shape[1])[:, None]
+    return padding_mask(lengths, seqs.shape[1])
 
 
 def count_inversions(seqs: Tensor, lengths: Tensor) -> Tensor:
@@ -51,7 +55,7 @@ def count_inversions(seqs: Tensor, lengths: Tensor) -> Tensor:
 def random_unsorted(lengths: Tensor, width: int, vocab: int, gen: torch.Generator) -> Tensor:
     """Uniform random rows (with replacement) that are not non-decreasing; rejection-sampled."""
     n = lengths.numel()
-    pad = is_padding(torch.empty(n, width, device=lengths.device), lengths)
+    pad = padding_mask(lengths, width)
     seqs = torch.randint(0, vocab, (n, width), generator=gen, device=gen.device)
     while True:
         seqs.masked_fill_(pad, -1)

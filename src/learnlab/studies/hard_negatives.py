@@ -40,7 +40,9 @@ DATA_CHUNK = 100  # training steps generated at once per seed (part of the data 
 TEST_SETS = ("easy", "hard", "extrap", "swap2", "swap3", "distant")
 
 
-class Config(StudyConfig):
+class SortednessConfig(StudyConfig):
+    """The task, the TinyLSTM and its training: shared by the studies built on A1's protocol."""
+
     steps: int = Field(1600, gt=0)
     lr: float = Field(5e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
@@ -53,17 +55,20 @@ class Config(StudyConfig):
     eval_len: int = Field(20, ge=6, description="length of the easy/hard/multi-error test sets")
     extrap_len: int = Field(40, ge=2, description="length of the extrapolation test set")
     eval_size: int = Field(500, gt=0, description="test sequences per class")
-    eval_every: int = Field(200, ge=0, description="steps between learning-curve evaluations (0: off)")
-    curve_eval_size: int = Field(100, gt=0, description="sequences per class for learning curves")
 
     @model_validator(mode="after")
-    def _lengths_fit(self) -> Config:
+    def _lengths_fit(self) -> SortednessConfig:
         if self.max_len < self.min_len:
             raise ValueError(f"max_len ({self.max_len}) must be >= min_len ({self.min_len})")
         longest = max(self.max_len, self.eval_len, self.extrap_len)
         if longest > self.vocab_size:
             raise ValueError(f"sorted sequences of length {longest} need vocab_size >= {longest}")
         return self
+
+
+class Config(SortednessConfig):
+    eval_every: int = Field(200, ge=0, description="steps between learning-curve evaluations (0: off)")
+    curve_eval_size: int = Field(100, gt=0, description="sequences per class for learning curves")
 
     @field_validator("arms")
     @classmethod
@@ -84,7 +89,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 class TrainingStream:
     """Every member's batches. Each seed draws from its own generator, DATA_CHUNK steps at a time."""
 
-    def __init__(self, cfg: Config, seeds: list[int], member_seed: Tensor, member_share: Tensor, purpose: str = "data"):
+    def __init__(
+        self, cfg: SortednessConfig, seeds: list[int], member_seed: Tensor, member_share: Tensor, purpose: str = "data"
+    ):
         self.cfg, self.member_seed = cfg, member_seed
         self.member_share = member_share[:, None, None]
         self.gens = [generator(s, purpose, cfg.device) for s in seeds]
@@ -137,7 +144,7 @@ class TrainingStream:
         return self.tokens[:, i, :, self.cfg.max_len - self.widths[i] :], self.labels[:, i]
 
 
-def evaluation_sets(cfg: Config, seed: int, purpose: str, size: int) -> dict[str, tuple[Tensor, Tensor]]:
+def evaluation_sets(cfg: SortednessConfig, seed: int, purpose: str, size: int) -> dict[str, tuple[Tensor, Tensor]]:
     """One seed's test sets: the same `size` positives against `size` negatives of each kind."""
     gen = generator(seed, purpose, cfg.device)
 

@@ -47,9 +47,8 @@ ARMS = {
 LOSS_EVERY = 20  # training loss is kept every this many steps (the curves would otherwise dominate)
 
 
-class Config(a1.Config):
+class Config(a1.SortednessConfig):
     generations: int = Field(10, ge=1, description="generations trained on labels, after generation 0")
-    eval_every: int = Field(0, ge=0, description="unused: this study evaluates after each generation")
 
     @field_validator("arms")
     @classmethod

@@ -15,9 +15,11 @@ import math
 import torch
 from torch import Tensor, nn
 
+from learnlab.models import lstm_native
+
 # A pre-activation low enough that sigmoid() is exactly 0.0 in float32: padding steps then keep the
 # cell and hidden state exactly zero, and send exactly zero gradient.
-_CLOSED = -1e4
+CLOSED = -1e4
 
 
 def _tanh_into(x: Tensor, out: Tensor) -> Tensor:
@@ -137,22 +139,65 @@ class LSTMLastHidden(torch.autograd.Function):
         return dtable, None, dw, None
 
 
-def _last_hidden_inference(table: Tensor, rows: Tensor, w: Tensor) -> Tensor:
-    """The same recurrence without saving anything for backward: memory O(K·B·H), not O(T·K·B·H)."""
+def _last_hidden_inference(table: Tensor, rows: Tensor, w: Tensor, start: Tensor | None) -> Tensor:
+    """The same recurrence without saving anything for backward: memory O(K·B·H), not O(T·K·B·H).
+    rows [T, K, B] index the flat table; a member's state stays zero before its start step."""
     _, k, b = rows.shape
     h4 = w.shape[-1]
     hid = h4 // 4
     state = table.new_zeros(k, b, hid)
     cell = table.new_zeros(k, b, hid)
     tc = torch.empty_like(cell)
-    for step_rows in rows:
+    for t, step_rows in enumerate(rows):
         a = torch.baddbmm(table.index_select(0, step_rows.reshape(-1)).view(k, b, h4), state, w)
         a[..., 3 * hid :].mul_(2.0)
         a.sigmoid_()
         g = a[..., 3 * hid :].mul_(2.0).sub_(1.0)
         cell.mul_(a[..., hid : 2 * hid]).addcmul_(a[..., :hid], g)
         state = a[..., 2 * hid : 3 * hid] * _tanh_into(cell, tc)
+        if start is not None and bool((start > t).any()):  # members that have not started stay at zero
+            live = (start <= t).to(cell.dtype)[:, None, None]
+            cell.mul_(live)
+            state.mul_(live)
     return state
+
+
+def lstm_last_hidden(table: Tensor, rows: Tensor, w_hh: Tensor, start: Tensor | None = None) -> Tensor:
+    """h_T of K independent LSTMs (h_0 = c_0 = 0), each reading its inputs from its own lookup table.
+
+    table: [K, R, 4H] input pre-activations (x W_ih + biases), gate order (i, f, o, g);
+    rows:  [K, T, B] which of its table's rows member k reads at each step (for token inputs: the token);
+    w_hh:  [K, H, 4H] recurrent weights;
+    start: [K] member k's first step — earlier steps are skipped and its state stays zero there (a row
+           whose input-gate pre-activation is CLOSED also leaves a zero state zero: per-row padding).
+    Returns [K, B, H]. Differentiable in table and w_hh.
+    """
+    k, r, g4 = table.shape
+    steps = rows.shape[1]
+    grad = torch.is_grad_enabled() and (table.requires_grad or w_hh.requires_grad)
+    if lstm_native.usable(table, w_hh):
+        start = torch.zeros(k, dtype=torch.long) if start is None else start
+        if grad:
+            return lstm_native.NativeLSTM.apply(table, rows, w_hh, start)
+        return lstm_native.inference(table, rows, w_hh, start)
+    flat = table.reshape(-1, g4)
+    flat_rows = (rows + torch.arange(k, device=rows.device)[:, None, None] * r).transpose(0, 1)  # [T, K, B]
+    if not grad:
+        return _last_hidden_inference(flat, flat_rows, w_hh, start)
+    if start is None:
+        return LSTMLastHidden.apply(flat, flat_rows, w_hh, None)
+    # Order members by start so that the members running at each step are a prefix of the K axis.
+    order = start.argsort(stable=True)
+    active = tuple(torch.searchsorted(start[order], torch.arange(steps, device=start.device), right=True).tolist())
+    hidden = LSTMLastHidden.apply(flat, flat_rows.index_select(1, order), w_hh.index_select(0, order), active)
+    return hidden.index_select(0, order.argsort())
+
+
+def lstm_last_hidden_dense(xg: Tensor, w_hh: Tensor, start: Tensor | None = None) -> Tensor:
+    """`lstm_last_hidden` for inputs that are not token lookups: xg [K, T, B, 4H] pre-activations."""
+    k, steps, b, g4 = xg.shape
+    rows = torch.arange(steps * b, device=xg.device).view(1, steps, b).expand(k, steps, b)
+    return lstm_last_hidden(xg.reshape(k, steps * b, g4), rows, w_hh, start)
 
 
 def from_torch_lstm_order(w: Tensor, dim: int = 0) -> Tensor:
@@ -180,7 +225,7 @@ class EnsembleLSTMClassifier(nn.Module):
         self.w_out = nn.Parameter(torch.empty(k, h))
         self.b_out = nn.Parameter(torch.empty(k))
         pad_row = torch.zeros(k, 1, 4 * h)
-        pad_row[..., :h] = _CLOSED  # input gate shut: the state stays exactly zero
+        pad_row[..., :h] = CLOSED  # input gate shut: the state stays exactly zero
         self.register_buffer("pad_row", pad_row, persistent=False)
 
     @torch.no_grad()
@@ -199,20 +244,9 @@ class EnsembleLSTMClassifier(nn.Module):
         return torch.cat([table, self.pad_row.to(table.dtype)], dim=1)  # [K, V+1, 4H]
 
     def last_hidden(self, tokens: Tensor) -> Tensor:
-        k, b, t = tokens.shape
-        table = self.input_table()
-        rows = tokens.permute(2, 0, 1) + torch.arange(k, device=tokens.device)[:, None] * table.shape[1]
-        flat = table.reshape(-1, table.shape[-1])
-        if not torch.is_grad_enabled():
-            return _last_hidden_inference(flat, rows, self.w_hh)
-        # Order members by how early their sequences start, so that the members running at each
-        # step are a prefix of the K axis and padding steps cost nothing.
-        started = (tokens != self.vocab_size).any(dim=1)  # [K, T]
-        first = torch.where(started.any(dim=1), started.float().argmax(dim=1), t)
-        order = first.argsort(stable=True)
-        active = tuple(torch.searchsorted(first[order], torch.arange(t, device=first.device), right=True).tolist())
-        hidden = LSTMLastHidden.apply(flat, rows.index_select(1, order), self.w_hh.index_select(0, order), active)
-        return hidden.index_select(0, order.argsort())
+        started = (tokens != self.vocab_size).any(dim=1)  # [K, T]: steps where any sequence has begun
+        start = torch.where(started.any(dim=1), started.to(torch.uint8).argmax(dim=1), tokens.shape[2])
+        return lstm_last_hidden(self.input_table(), tokens.transpose(1, 2), self.w_hh, start)
 
     def forward(self, tokens: Tensor) -> Tensor:
         hidden = self.last_hidden(tokens)

@@ -1,0 +1,236 @@
+/* learnlab's fused LSTM kernel: forward and backward of K independent LSTMs, one member at a time.
+ *
+ * Why native code: a TinyLSTM's time step is a [B,H]@[H,4H] matmul plus a dozen elementwise ops on a few
+ * kilobytes. Through PyTorch each of those ops is a dispatch and a pass over memory; here one member's
+ * whole sequence runs with its weights in L1 and its activations in L2, the matmul accumulators in
+ * registers, and the gate nonlinearities fused into the matmul's epilogue.
+ *
+ * Every member is computed by the same code whatever else is in the ensemble, so a member's result does
+ * not depend on K or on which thread ran it. Members are independent, so callers split [k0, k1) ranges
+ * across threads.
+ *
+ * Layouts (row-major, float32 unless noted), gate order (i, f, o, g) along the 4H axis:
+ *   table [K][R][4H]  input pre-activations (x W_ih + biases): member k reads row rows[k][t][b]
+ *   rows  [K][T][B]   int64
+ *   w     [K][H][4H]  recurrent weights
+ *   start [K]         int64, member k's first step (earlier steps are skipped, its state is zero there)
+ *   saved, per member and slot (slot = t % slots; slots = T when training, 2 for inference):
+ *   gates [K][slots][B][4H] activations (σi, σf, σo, tanh g), overwritten by backward with d(pre-act)
+ *   cell, tcell, hid [K][slots][B][H]   c_t, tanh(c_t), h_t
+ * Compiled with -DHID=<hidden size>; HID must be a multiple of 16 (one 16-float vector).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef HID
+#error "compile with -DHID=<hidden size>"
+#endif
+#if HID % 16 != 0
+#error "HID must be a multiple of 16"
+#endif
+
+#define G (4 * HID)
+#define NG (G / 16)   /* vectors in a row of gates */
+#define NH (HID / 16) /* vectors in a row of hidden units */
+
+typedef float vf __attribute__((vector_size(64), aligned(4))); /* 16 floats, any float alignment */
+typedef int32_t vi __attribute__((vector_size(64), aligned(4)));
+
+static inline vf splat(float x) { return (vf){0} + x; }
+
+static inline vf vselect(vi mask, vf yes, vf no) { return (vf)(((vi)yes & mask) | ((vi)no & ~mask)); }
+
+/* e^x for x in [-87.3, 88.3] (clamped), Cephes' expf polynomial: relative error ~2e-7. */
+static inline vf vexp(vf x) {
+    const vf hi = splat(88.3762626647949f), lo = splat(-87.3365447505531f);
+    x = vselect(x > hi, hi, x);
+    x = vselect(x < lo, lo, x);
+    const vf magic = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+    vf n = (x * splat(1.44269504088896341f) + magic) - magic;
+    vf r = x - n * splat(0.693359375f) - n * splat(-2.12194440e-4f);
+    vf p = splat(1.9875691500e-4f);
+    p = p * r + splat(1.3981999507e-3f);
+    p = p * r + splat(8.3334519073e-3f);
+    p = p * r + splat(4.1665795894e-2f);
+    p = p * r + splat(1.6666665459e-1f);
+    p = p * r + splat(5.0000001201e-1f);
+    p = p * r * r + r + splat(1.0f);
+    vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+    return p * (vf)e;
+}
+
+/* σ(x), exactly 0 below -80 (a CLOSED gate leaves a zero state exactly zero) and exactly 1 above 80. */
+static inline vf vsigmoid(vf x) {
+    vf s = splat(1.0f) / (splat(1.0f) + vexp(-x));
+    return vselect(x < splat(-80.0f), splat(0.0f), s);
+}
+
+static inline vf vtanh(vf x) { return splat(2.0f) * vsigmoid(splat(2.0f) * x) - splat(1.0f); }
+
+static inline vf load(const float *p) { return *(const vf *)p; }
+static inline void store(float *p, vf v) { *(vf *)p = v; }
+
+/* acc[r] = x[r] + h[r] @ w for `rows` (1 or 2) rows; w [HID][G]. */
+static inline void gates_matmul(vf acc[2][NG], const float *h0, const float *h1, const float *w, int rows) {
+    for (int j = 0; j < HID; j++) {
+        const float *wj = w + j * G;
+        vf a0 = splat(h0[j]);
+        if (rows == 2) {
+            vf a1 = splat(h1[j]);
+            for (int v = 0; v < NG; v++) {
+                vf wv = load(wj + 16 * v);
+                acc[0][v] += a0 * wv;
+                acc[1][v] += a1 * wv;
+            }
+        } else {
+            for (int v = 0; v < NG; v++) acc[0][v] += a0 * load(wj + 16 * v);
+        }
+    }
+}
+
+/* One row's cell update from its pre-activations: writes gates, c, tanh c, h. */
+static inline void cell_update(vf pre[NG], const float *c_prev, float *gates, float *c, float *tc, float *h) {
+    for (int v = 0; v < 3 * NH; v++) store(gates + 16 * v, vsigmoid(pre[v])); /* i, f, o */
+    for (int v = 3 * NH; v < NG; v++) store(gates + 16 * v, vtanh(pre[v]));   /* g */
+    for (int v = 0; v < NH; v++) {
+        vf i = load(gates + 16 * v), f = load(gates + HID + 16 * v);
+        vf o = load(gates + 2 * HID + 16 * v), g = load(gates + 3 * HID + 16 * v);
+        vf cv = i * g;
+        if (c_prev) cv += f * load(c_prev + 16 * v);
+        vf t = vtanh(cv);
+        store(c + 16 * v, cv);
+        store(tc + 16 * v, t);
+        store(h + 16 * v, o * t);
+    }
+}
+
+static void forward_member(int64_t k, int64_t T, int64_t B, int64_t R, int64_t slots, const float *table,
+                           const int64_t *rows, const float *w, const int64_t *start, float *gates, float *cell,
+                           float *tcell, float *hid, float *h_last) {
+    const int64_t s = start[k];
+    const float *tab = table + k * R * G, *wk = w + k * HID * G;
+    float *out = h_last + k * B * HID;
+    if (s >= T) {
+        memset(out, 0, sizeof(float) * B * HID);
+        return;
+    }
+    for (int64_t t = s; t < T; t++) {
+        const int64_t slot = t % slots, prev = t > 0 ? (t - 1) % slots : 0;
+        const int64_t *row = rows + (k * T + t) * B;
+        float *gt = gates + (k * slots + slot) * B * G;
+        float *ct = cell + (k * slots + slot) * B * HID, *tct = tcell + (k * slots + slot) * B * HID;
+        float *ht = hid + (k * slots + slot) * B * HID;
+        const float *cp = cell + (k * slots + prev) * B * HID, *hp = hid + (k * slots + prev) * B * HID;
+        for (int64_t b = 0; b < B; b += 2) {
+            const int n = (B - b >= 2) ? 2 : 1;
+            vf acc[2][NG];
+            for (int r = 0; r < n; r++)
+                for (int v = 0; v < NG; v++) acc[r][v] = load(tab + row[b + r] * G + 16 * v);
+            if (t > s) gates_matmul(acc, hp + b * HID, hp + (b + n - 1) * HID, wk, n);
+            for (int r = 0; r < n; r++) {
+                const int64_t o = (b + r) * HID;
+                cell_update(acc[r], t > s ? cp + o : NULL, gt + (b + r) * G, ct + o, tct + o, ht + o);
+            }
+        }
+    }
+    memcpy(out, hid + (k * slots + (T - 1) % slots) * B * HID, sizeof(float) * B * HID);
+}
+
+void lstm_forward(int64_t k0, int64_t k1, int64_t T, int64_t B, int64_t R, int64_t slots, const float *table,
+                  const int64_t *rows, const float *w, const int64_t *start, float *gates, float *cell, float *tcell,
+                  float *hid, float *h_last) {
+    for (int64_t k = k0; k < k1; k++)
+        forward_member(k, T, B, R, slots, table, rows, w, start, gates, cell, tcell, hid, h_last);
+}
+
+/* dh[r] = d[r] @ w^T for up to 4 rows; wt [G][HID] is w transposed. */
+static inline void hidden_grad(const float *d, int64_t n, const float *wt, float *dh) {
+    vf acc[4][NH];
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < NH; v++) acc[r][v] = splat(0.0f);
+    for (int g = 0; g < G; g++) {
+        vf wv[NH];
+        for (int v = 0; v < NH; v++) wv[v] = load(wt + g * HID + 16 * v);
+        for (int r = 0; r < 4; r++) {
+            if (r >= n) break;
+            vf x = splat(d[r * G + g]);
+            for (int v = 0; v < NH; v++) acc[r][v] += x * wv[v];
+        }
+    }
+    for (int r = 0; r < n; r++)
+        for (int v = 0; v < NH; v++) store(dh + r * HID + 16 * v, acc[r][v]);
+}
+
+static void backward_member(int64_t k, int64_t T, int64_t B, int64_t R, const int64_t *rows, const float *w,
+                            const int64_t *start, float *gates, const float *cell, const float *tcell,
+                            const float *hid, const float *dh_last, float *dtable, float *dw, float *scratch) {
+    const int64_t s = start[k];
+    float *dwk = dw + k * HID * G;
+    memset(dwk, 0, sizeof(float) * HID * G);
+    if (s >= T) return;
+    const float *wk = w + k * HID * G;
+    float *wt = scratch, *dh = scratch + G * HID, *dc = dh + B * HID;
+    for (int j = 0; j < HID; j++)
+        for (int g = 0; g < G; g++) wt[g * HID + j] = wk[j * G + g];
+    memcpy(dh, dh_last + k * B * HID, sizeof(float) * B * HID);
+    memset(dc, 0, sizeof(float) * B * HID);
+    float *dtab = dtable + k * R * G;
+    const vf one = splat(1.0f);
+    for (int64_t t = T - 1; t >= s; t--) {
+        const int64_t base = (k * T + t) * B;
+        float *gt = gates + base * G; /* becomes d(pre-activation) */
+        const float *tct = tcell + base * HID, *cp = t > s ? cell + (base - B) * HID : NULL;
+        for (int64_t b = 0; b < B; b++) {
+            float *gr = gt + b * G;
+            for (int v = 0; v < NH; v++) {
+                const int64_t o = b * HID + 16 * v;
+                vf i = load(gr + 16 * v), f = load(gr + HID + 16 * v);
+                vf og = load(gr + 2 * HID + 16 * v), g = load(gr + 3 * HID + 16 * v);
+                vf tc = load(tct + o), dhv = load(dh + o);
+                vf dcv = load(dc + o) + dhv * og * (one - tc * tc);
+                vf c_prev = cp ? load(cp + o) : splat(0.0f);
+                store(gr + 16 * v, dcv * g * i * (one - i));
+                store(gr + HID + 16 * v, dcv * c_prev * f * (one - f));
+                store(gr + 2 * HID + 16 * v, dhv * tc * og * (one - og));
+                store(gr + 3 * HID + 16 * v, dcv * i * (one - g * g));
+                store(dc + o, dcv * f);
+            }
+            float *dst = dtab + rows[base + b] * G;
+            for (int v = 0; v < NG; v++) store(dst + 16 * v, load(dst + 16 * v) + load(gr + 16 * v));
+        }
+        if (t > s)
+            for (int64_t b = 0; b < B; b += 4) hidden_grad(gt + b * G, B - b < 4 ? B - b : 4, wt, dh + b * HID);
+    }
+    /* dW = sum over steps t > s of h_{t-1}^T d_t, two hidden units at a time */
+    for (int j = 0; j < HID; j += 2) {
+        vf acc[2][NG];
+        for (int r = 0; r < 2; r++)
+            for (int v = 0; v < NG; v++) acc[r][v] = splat(0.0f);
+        for (int64_t t = s + 1; t < T; t++) {
+            const float *hp = hid + (k * T + t - 1) * B * HID, *d = gates + (k * T + t) * B * G;
+            for (int64_t b = 0; b < B; b++) {
+                vf a0 = splat(hp[b * HID + j]), a1 = splat(hp[b * HID + j + 1]);
+                for (int v = 0; v < NG; v++) {
+                    vf dv = load(d + b * G + 16 * v);
+                    acc[0][v] += a0 * dv;
+                    acc[1][v] += a1 * dv;
+                }
+            }
+        }
+        for (int r = 0; r < 2; r++)
+            for (int v = 0; v < NG; v++) store(dwk + (j + r) * G + 16 * v, acc[r][v]);
+    }
+}
+
+/* Gradients for members [k0, k1): dtable (zero-initialised by the caller) accumulates, dw is written. */
+int lstm_backward(int64_t k0, int64_t k1, int64_t T, int64_t B, int64_t R, const int64_t *rows, const float *w,
+                  const int64_t *start, float *gates, const float *cell, const float *tcell, const float *hid,
+                  const float *dh_last, float *dtable, float *dw) {
+    float *scratch = malloc(sizeof(float) * (G * HID + 2 * B * HID));
+    if (!scratch) return 1;
+    for (int64_t k = k0; k < k1; k++)
+        backward_member(k, T, B, R, rows, w, start, gates, cell, tcell, hid, dh_last, dtable, dw, scratch);
+    free(scratch);
+    return 0;
+}

@@ -1,0 +1,91 @@
+"""The native kernels equal their PyTorch counterparts, and treat every ensemble member alike."""
+
+import pytest
+import torch
+
+from learnlab import native
+from learnlab.engine.adam import NativeAdam
+from learnlab.models import lstm, lstm_native
+
+pytestmark = pytest.mark.skipif(native.library("adam") is None, reason="no C compiler: PyTorch fallbacks only")
+
+
+def torch_path(monkeypatch, fn, *args):
+    """fn(*args) with the native LSTM switched off."""
+    with monkeypatch.context() as m:
+        m.setattr(lstm_native, "usable", lambda *a: False)
+        return fn(*args)
+
+
+def test_native_lstm_matches_pytorch_values_gradients_and_inference(monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    k, steps, b, h, rows_in_table = 6, 9, 7, 32, 20
+    table = torch.randn(k, rows_in_table, 4 * h, generator=gen).requires_grad_()
+    rows = torch.randint(0, rows_in_table, (k, steps, b), generator=gen)
+    w = (0.3 * torch.randn(k, h, 4 * h, generator=gen)).requires_grad_()
+    start = torch.tensor([0, 3, 0, 9, 5, 1])  # member 3 never starts
+    upstream = torch.randn(k, b, h, generator=gen)
+
+    def run():
+        out = lstm.lstm_last_hidden(table, rows, w, start)
+        grads = torch.autograd.grad(out, (table, w), upstream)
+        with torch.no_grad():
+            inference = lstm.lstm_last_hidden(table, rows, w, start)
+        return out, *grads, inference
+
+    assert lstm_native.usable(table, w)
+    for ours, ref in zip(run(), torch_path(monkeypatch, run), strict=True):
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=2e-6)
+    assert torch.equal(lstm.lstm_last_hidden(table, rows, w, start)[3], torch.zeros(b, h))
+
+
+def test_native_lstm_member_is_bit_identical_alone_and_in_a_crowd():
+    gen = torch.Generator().manual_seed(1)
+    table, w = torch.randn(5, 11, 64, generator=gen), 0.3 * torch.randn(5, 16, 64, generator=gen)
+    rows, start = torch.randint(0, 11, (5, 8, 3), generator=gen), torch.tensor([2, 0, 4, 1, 0])
+    table.requires_grad_()
+    crowd = lstm.lstm_last_hidden(table, rows, w, start)
+    (d_crowd,) = torch.autograd.grad(crowd.sum(), table)
+    alone = lstm.lstm_last_hidden(table[2:3], rows[2:3], w[2:3], start[2:3])
+    (d_alone,) = torch.autograd.grad(alone.sum(), table)
+    assert torch.equal(crowd[2], alone[0])
+    assert torch.equal(d_crowd[2], d_alone[2])
+
+
+def test_native_adam_matches_torch_adam_and_loads_its_state():
+    gen = torch.Generator().manual_seed(2)
+    start = [torch.randn(40, 33, generator=gen), torch.randn(7, generator=gen)]
+    ours = [torch.nn.Parameter(x.clone()) for x in start]
+    ref = [torch.nn.Parameter(x.clone()) for x in start]
+    opt = NativeAdam(ours, lr=5e-3, weight_decay=1e-4)
+    ref_opt = torch.optim.Adam(ref, lr=5e-3, weight_decay=1e-4, foreach=True)
+    for _ in range(50):
+        grads = [torch.randn(x.shape, generator=gen) for x in start]
+        for p, q, g in zip(ours, ref, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt.step()
+        ref_opt.step()
+    for p, q in zip(ours, ref, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-5)
+    ref_opt.load_state_dict(opt.state_dict())  # checkpoints move between the two
+
+
+@pytest.mark.parametrize("index", [5, 33])  # one element in the vector body, one in the padded tail
+def test_native_adam_updates_an_element_alike_wherever_it_sits(index):
+    gen = torch.Generator().manual_seed(3)
+    big = torch.nn.Parameter(torch.randn(37, generator=gen))
+    alone = torch.nn.Parameter(big.detach()[index : index + 1].clone())
+    opts = NativeAdam([big], lr=1e-2, weight_decay=1e-4), NativeAdam([alone], lr=1e-2, weight_decay=1e-4)
+    for _ in range(30):
+        g = torch.randn(37, generator=gen)
+        big.grad, alone.grad = g.clone(), g[index : index + 1].clone()
+        for opt in opts:
+            opt.step()
+    assert torch.equal(big[index : index + 1], alone)
+
+
+def test_split_balances_work_and_covers_every_member():
+    torch.set_num_threads(2)
+    ranges = native.split(torch.tensor([12, 12, 1, 1, 1, 12]))
+    assert ranges[0][0] == 0 and ranges[-1][1] == 6
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from learnlab.engine.adam import adam
+
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[nn.Module, Batch], Tensor]  # returns per-model losses [K]
 EvalFn = Callable[[nn.Module], dict[str, Tensor]]  # returns per-model metrics {name: [K]}
@@ -66,9 +68,7 @@ def train_ensemble(
     With a checkpoint, training resumes from it when one exists and saves one every `checkpoint.every`
     steps; a resumed run gives exactly the result of an uninterrupted one.
     """
-    # Not fused=True: the fused kernel rounds a tensor's vector body and scalar tail differently, so a
-    # member's update would depend on its position in the ensemble. The foreach kernel does not.
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
+    optimizer = adam(model.parameters(), lr=lr, weight_decay=weight_decay)  # treats every member alike
     losses: list[Tensor] = []
     log = TrainLog(losses=torch.empty(0))
     start = 0

@@ -21,11 +21,11 @@ def test_smoke_run_has_every_generation_and_verdicts(tmp_path):
 
 
 def test_generation_0_is_the_hard_negatives_concept_model(tmp_path):
-    collapse = learnlab.run("model-collapse", preset="smoke", arms=["hard"], out=tmp_path / "a", progress=False)
+    collapse = learnlab.run("model-collapse", preset="smoke", arms=["hard-labels"], out=tmp_path / "a", progress=False)
     concept = learnlab.run(
         "hard-negatives", preset="smoke", arms=["concept"], out=tmp_path / "b", progress=False, overrides={"steps": 40}
     )
-    assert collapse["table"]["hard"]["hard_g0"]["values"] == concept["table"]["concept"]["hard"]["values"]
+    assert collapse["table"]["hard-labels"]["hard_g0"]["values"] == concept["table"]["concept"]["hard"]["values"]
 
 
 def test_students_learn_the_teachers_labels_and_real_rows_the_truth():
@@ -34,7 +34,7 @@ def test_students_learn_the_teachers_labels_and_real_rows_the_truth():
     teacher.reset_parameters([generator(0, "init")])
     members = torch.zeros(3, dtype=torch.long)
     stream = a2.SyntheticStream(
-        cfg, [0], members, ["hard", "soft", "real50"], 1, select_members(teacher, members).eval()
+        cfg, [0], members, ["hard-labels", "soft-labels", "real-50"], 1, select_members(teacher, members).eval()
     )
     tokens, labels = stream(0)
     with torch.no_grad():
@@ -53,3 +53,7 @@ def test_select_members_copies_and_repeats():
     model.reset_parameters([generator(1, "init"), generator(2, "init")])
     picked = select_members(model, torch.tensor([1, 1, 0]))
     assert torch.equal(picked.w_hh[0], model.w_hh[1]) and torch.equal(picked.w_hh[2], model.w_hh[0])
+
+
+def test_arm_names_are_the_published_ones():
+    assert list(a2.ARMS) == ["hard-labels", "soft-labels", "real-10", "real-20", "real-30", "real-50"]

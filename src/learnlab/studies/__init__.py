@@ -6,7 +6,13 @@ from learnlab.errors import LearnlabError
 from learnlab.studies import hard_negatives, model_collapse
 from learnlab.studies.base import Study
 
-STUDIES: dict[str, Study] = {s.name: s for s in (hard_negatives.STUDY, model_collapse.STUDY)}
+STUDIES: dict[str, Study] = {
+    s.name: s
+    for s in (
+        hard_negatives.STUDY,
+        model_collapse.STUDY,
+    )
+}
 
 
 def get_study(name: str) -> Study:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from learnlab.config import StudyConfig, check_arms
 from learnlab.engine.rng import generator
-from learnlab.engine.train import train_ensemble
+from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.models.lstm import EnsembleLSTMClassifier
 from learnlab.reporting.stats import Table, difference, pct
 from learnlab.studies.base import Claim, RunContext, Study, member_rows
@@ -38,6 +38,7 @@ from learnlab.tasks import sortedness as task
 ARMS = {"baseline": 0.0, "hard25": 0.25, "hard50": 0.5, "hard75": 0.75, "concept": 1.0}  # hard share
 DATA_CHUNK = 100  # training steps generated at once per seed (part of the data stream's definition)
 TEST_SETS = ("easy", "hard", "extrap", "swap2", "swap3", "distant")
+CURVE_SETS = ("easy", "hard")  # learning curves are measured on these
 
 
 class SortednessConfig(StudyConfig):
@@ -191,8 +192,15 @@ def accuracy(model: EnsembleLSTMClassifier, tokens: Tensor, labels: Tensor, chun
     return torch.cat(correct, dim=1).float().mean(dim=1)
 
 
-def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
-    arms = cfg.arms or list(ARMS)
+def train(
+    cfg: SortednessConfig, arms: list[str], ctx: RunContext, curve_eval_size: int = 0, eval_every: int = 0
+) -> tuple[EnsembleLSTMClassifier, list[tuple[str, int]], TrainLog]:
+    """Train every (arm, seed) of these arms as one ensemble; member k of the model is members[k].
+
+    Also how other studies obtain A1's trained models (`robustness` perturbs them).
+    With curve_eval_size > 0 the log also holds learning curves on CURVE_SETS of that size per class,
+    every eval_every steps and at the end.
+    """
     seeds = cfg.seed_list
     members = [(arm, seed) for arm in arms for seed in seeds]
     member_seed = torch.tensor([seeds.index(s) for _, s in members], device=cfg.device)
@@ -201,9 +209,10 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
     model = EnsembleLSTMClassifier(len(members), cfg.vocab_size, cfg.embed_dim, cfg.hidden_size)
     model.to(cfg.device).reset_parameters([generator(s, "init", cfg.device) for _, s in members])
     stream = TrainingStream(cfg, seeds, member_seed, member_share)
-    curve_sets = stack_sets(
-        [evaluation_sets(cfg, s, "curve", cfg.curve_eval_size) for s in seeds], member_seed, ("easy", "hard")
-    )
+    curve_sets: dict[str, tuple[Tensor, Tensor]] = {}
+    if curve_eval_size:
+        per_seed = [evaluation_sets(cfg, s, "curve", curve_eval_size) for s in seeds]
+        curve_sets = stack_sets(per_seed, member_seed, CURVE_SETS)
 
     def curve_metrics(m: EnsembleLSTMClassifier) -> dict[str, Tensor]:
         return {name: accuracy(m, x, y) for name, (x, y) in curve_sets.items()}
@@ -216,12 +225,18 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
             steps=cfg.steps,
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
-            evaluate=curve_metrics,
-            eval_every=cfg.eval_every,
+            evaluate=curve_metrics if curve_eval_size else None,
+            eval_every=eval_every,
             on_step=update,
             checkpoint=ctx.checkpoint("train"),
         )
+    return model, members, log
 
+
+def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
+    model, members, log = train(cfg, cfg.arms or list(ARMS), ctx, cfg.curve_eval_size, cfg.eval_every)
+    seeds = cfg.seed_list
+    member_seed = torch.tensor([seeds.index(s) for _, s in members], device=cfg.device)
     finals = stack_sets([evaluation_sets(cfg, s, "test", cfg.eval_size) for s in seeds], member_seed, TEST_SETS)
     model.eval()
     with torch.no_grad():
@@ -229,7 +244,7 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
 
     steps = list(range(1, cfg.steps + 1))
     frames = [member_rows(members, steps, log.losses.numpy(), "train", "loss")]
-    for name in curve_sets:
+    for name in CURVE_SETS:
         frames.append(
             member_rows(
                 members, [s for s, _ in log.evals], np.stack([m[name].numpy() for _, m in log.evals]), "eval", name

@@ -8,13 +8,13 @@ Method. Generation 0 is A1's `concept` model: a TinyLSTM trained on sorted vs on
 labels (same seed, same initialisation and data as in `hard-negatives`). Each later generation is a
 freshly initialised TinyLSTM trained just as long on batches whose inputs are a mixture — sorted,
 random-unsorted or one-swap with probability 1/3 each, one length per batch — labelled by the previous
-generation of its own chain. Arms: `hard` (the teacher's hard labels, p > 0.5: the source), `soft` (its
-probabilities: distillation), and `real10`/`real20`/`real30`/`real50` (hard labels, with that share of
-each batch replaced by ground-truth examples: sorted vs one-swap, true labels). A chain is one master
-seed; every arm's chain starts from the same generation 0, and all chains of all arms train as one
-ensemble per generation, the previous generation labelling every student's batch. After each generation
-g, on A1's test sets: `hard_g{g}` and `easy_g{g}` accuracy, and `agree_g{g}`, the share of one-swap test
-sequences that student and teacher label alike.
+generation of its own chain. Arms: `hard-labels` (the teacher's hard labels, p > 0.5: the source),
+`soft-labels` (its probabilities: distillation), and `real-10`/`real-20`/`real-30`/`real-50` (hard
+labels, with that share of each batch replaced by ground-truth examples: sorted vs one-swap, true
+labels). A chain is one master seed; every arm's chain starts from the same generation 0, and all
+chains of all arms train as one ensemble per generation, the previous generation labelling every
+student's batch. After each generation g, on A1's test sets: `hard_g{g}` and `easy_g{g}` accuracy, and
+`agree_g{g}`, the share of one-swap test sequences that student and teacher label alike.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from learnlab.studies.base import Claim, RunContext, Study, member_rows
 from learnlab.tasks import sortedness as task
 
 ARMS = {
-    "hard": (False, 0.0),
-    "soft": (True, 0.0),
-    "real10": (False, 0.1),
-    "real20": (False, 0.2),
-    "real30": (False, 0.3),
-    "real50": (False, 0.5),
+    "hard-labels": (False, 0.0),
+    "soft-labels": (True, 0.0),
+    "real-10": (False, 0.1),
+    "real-20": (False, 0.2),
+    "real-30": (False, 0.3),
+    "real-50": (False, 0.5),
 }  # arm: (soft labels, share of real examples)
 LOSS_EVERY = 20  # training loss is kept every this many steps (the curves would otherwise dominate)
 
@@ -68,7 +68,7 @@ class SyntheticStream(a1.TrainingStream):
 
     def __init__(
         self,
-        cfg: Config,
+        cfg: a1.SortednessConfig,
         seeds: list[int],
         member_seed: Tensor,
         arms: list[str],
@@ -113,32 +113,22 @@ class SyntheticStream(a1.TrainingStream):
         return tokens, torch.where(self.is_real[:, i], self.truth[:, i], target)
 
 
-def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
-    arms = cfg.arms or list(ARMS)
+def train(
+    cfg: a1.SortednessConfig, arms: list[str], ctx: RunContext, generations: int
+) -> tuple[list[EnsembleLSTMClassifier], list[tuple[str, int]], list[Tensor]]:
+    """Every arm's chains through `generations` label-trained generations.
+
+    Returns generation g's ensemble (member k is members[k]; generation 0 is shared by every arm) and its
+    training losses [steps, K], for g = 0..generations. Also how `robustness` obtains A2's models.
+    """
     seeds = cfg.seed_list
     members = [(arm, seed) for arm in arms for seed in seeds]
     member_seed = torch.tensor([seeds.index(s) for _, s in members], device=cfg.device)
-    sets = a1.stack_sets(
-        [a1.evaluation_sets(cfg, s, "test", cfg.eval_size) for s in seeds], member_seed, ("hard", "easy")
-    )
-    swaps = sets["hard"][0][:, cfg.eval_size :]  # the one-swap half of the hard set
-    frames: list[pd.DataFrame] = []
-
-    def record(g: int, model: EnsembleLSTMClassifier, teacher: EnsembleLSTMClassifier | None, losses) -> None:
-        step = (g + 1) * cfg.steps
-        model.eval()
-        with torch.no_grad():
-            metrics = {f"{m}_g{g}": a1.accuracy(model, *sets[m]) for m in ("hard", "easy")}
-            if teacher is not None:
-                metrics[f"agree_g{g}"] = ((model(swaps) > 0) == (teacher(swaps) > 0)).float().mean(dim=1)
-        frames.extend(member_rows(members, [step], v.cpu().numpy()[None], "test", m) for m, v in metrics.items())
-        kept = list(range(LOSS_EVERY - 1, cfg.steps, LOSS_EVERY))
-        frames.append(
-            member_rows(members, [g * cfg.steps + s + 1 for s in kept], losses[kept].numpy(), "train", "loss")
-        )
+    models: list[EnsembleLSTMClassifier] = []
+    losses: list[Tensor] = []
 
     with ctx.progress(
-        f"model-collapse · {len(members)} models · {cfg.generations + 1} generations", (cfg.generations + 1) * cfg.steps
+        f"model-collapse · {len(members)} models · {generations + 1} generations", (generations + 1) * cfg.steps
     ) as update:
 
         def generation(g: int, chain_seeds: list[int], init: str, stream) -> tuple[EnsembleLSTMClassifier, Tensor]:
@@ -160,27 +150,51 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
         # generation 0: A1's concept models, one per chain, shared by every arm
         per_chain = torch.arange(len(seeds), device=cfg.device)
         truth = a1.TrainingStream(cfg, seeds, per_chain, torch.ones(len(seeds), device=cfg.device))
-        gen0, losses = generation(0, seeds, "init", truth)
-        teacher = select_members(gen0, member_seed)
-        record(0, teacher, None, losses[:, member_seed.cpu()])
+        gen0, gen0_losses = generation(0, seeds, "init", truth)
+        models.append(select_members(gen0, member_seed).eval())
+        losses.append(gen0_losses[:, member_seed.cpu()])
 
-        for g in range(1, cfg.generations + 1):
-            stream = SyntheticStream(cfg, seeds, member_seed, [a for a, _ in members], g, teacher.eval())
-            student, losses = generation(g, [s for _, s in members], f"init-g{g}", stream)
-            record(g, student, teacher, losses)
-            teacher = student
+        for g in range(1, generations + 1):
+            stream = SyntheticStream(cfg, seeds, member_seed, [a for a, _ in members], g, models[-1])
+            student, student_losses = generation(g, [s for _, s in members], f"init-g{g}", stream)
+            models.append(student.eval())
+            losses.append(student_losses)
+    return models, members, losses
+
+
+def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
+    models, members, losses = train(cfg, cfg.arms or list(ARMS), ctx, cfg.generations)
+    seeds = cfg.seed_list
+    member_seed = torch.tensor([seeds.index(s) for _, s in members], device=cfg.device)
+    sets = a1.stack_sets(
+        [a1.evaluation_sets(cfg, s, "test", cfg.eval_size) for s in seeds], member_seed, ("hard", "easy")
+    )
+    swaps = sets["hard"][0][:, cfg.eval_size :]  # the one-swap half of the hard set
+    frames: list[pd.DataFrame] = []
+    kept = list(range(LOSS_EVERY - 1, cfg.steps, LOSS_EVERY))
+    for g, model in enumerate(models):
+        with torch.no_grad():
+            metrics = {f"{m}_g{g}": a1.accuracy(model, *sets[m]) for m in ("hard", "easy")}
+            if g > 0:
+                teacher = models[g - 1]
+                metrics[f"agree_g{g}"] = ((model(swaps) > 0) == (teacher(swaps) > 0)).float().mean(dim=1)
+        step = (g + 1) * cfg.steps
+        frames.extend(member_rows(members, [step], v.cpu().numpy()[None], "test", m) for m, v in metrics.items())
+        frames.append(
+            member_rows(members, [g * cfg.steps + s + 1 for s in kept], losses[g][kept].numpy(), "train", "loss")
+        )
     return pd.concat(frames, ignore_index=True)
 
 
 # --- the published claims --------------------------------------------------------------------------
 
 REFERENCE: Table = {  # article, model-collapse table (hard accuracy, mean ± std over 20 chains), as fractions
-    "hard": {
+    "hard-labels": {
         "hard_g0": {"mean": 0.856, "std": 0.049},
         "hard_g1": {"mean": 0.728, "std": 0.054},
         "hard_g2": {"mean": 0.680, "std": 0.057},
     },
-    "soft": {"hard_g2": {"mean": 0.720}},  # "72.0% for Gen 2", no spread given
+    "soft-labels": {"hard_g2": {"mean": 0.720}},  # "72.0% for Gen 2", no spread given
 }
 
 
@@ -190,11 +204,11 @@ def _last(t: Table, arm: str, metric: str) -> str:
 
 
 def _erodes(t: Table) -> tuple[bool, str]:
-    drop = _paired(t, "hard", "hard_g2", "hard_g0")
-    g2 = t["hard"]["hard_g2"]
+    drop = _paired(t, "hard-labels", "hard_g2", "hard_g0")
+    g2 = t["hard-labels"]["hard_g2"]
     held = drop["ci95"][1] < 0
     return held, (
-        f"hard-label chain: Gen0 {pct(t['hard']['hard_g0'])}, Gen1 {pct(t['hard']['hard_g1'])}, "
+        f"hard-label chain: Gen0 {pct(t['hard-labels']['hard_g0'])}, Gen1 {pct(t['hard-labels']['hard_g1'])}, "
         f"Gen2 {pct(g2)}; published 85.6 → 72.8 → 68.0%; change Gen0→Gen2 "
         f"{100 * drop['mean']:+.1f} points (paired 95% CI {100 * drop['ci95'][0]:+.1f} to "
         f"{100 * drop['ci95'][1]:+.1f})"
@@ -208,7 +222,7 @@ def _paired(t: Table, arm: str, metric_a: str, metric_b: str) -> dict[str, Any]:
 
 def _easy_stays(t: Table) -> tuple[bool, str]:
     """Judged on generations 0-2, the source's range; later generations are reported beside."""
-    easy = {int(m.split("_g")[1]): c["mean"] for m, c in t["hard"].items() if m.startswith("easy_g")}
+    easy = {int(m.split("_g")[1]): c["mean"] for m, c in t["hard-labels"].items() if m.startswith("easy_g")}
     early = min(v for g, v in easy.items() if g <= 2)
     last = max(easy)
     return early >= 0.97, (
@@ -218,9 +232,9 @@ def _easy_stays(t: Table) -> tuple[bool, str]:
 
 
 def _soft_slows(t: Table) -> tuple[bool, str]:
-    gain = difference(t, "hard_g2", "soft", "hard")
+    gain = difference(t, "hard_g2", "soft-labels", "hard-labels")
     return gain["ci95"][0] > 0, (
-        f"Gen2 soft {pct(t['soft']['hard_g2'])} vs hard {pct(t['hard']['hard_g2'])}: "
+        f"Gen2 soft labels {pct(t['soft-labels']['hard_g2'])} vs hard labels {pct(t['hard-labels']['hard_g2'])}: "
         f"{100 * gain['mean']:+.1f} points (paired 95% CI {100 * gain['ci95'][0]:+.1f} "
         f"to {100 * gain['ci95'][1]:+.1f}); published +4.0"
     )
@@ -228,7 +242,7 @@ def _soft_slows(t: Table) -> tuple[bool, str]:
 
 def _real_data_stops(t: Table) -> tuple[bool, str]:
     parts, held = [], True
-    for arm in ("real20", "real30"):
+    for arm in ("real-20", "real-30"):
         last = _last(t, arm, "hard")
         change = _paired(t, arm, last, "hard_g0")
         held &= change["ci95"][1] >= 0  # no decline we can detect
@@ -274,8 +288,8 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
         ci = np.array([t[arm][f"hard_g{g}"]["ci95"] for g in gens])
         (line,) = ax.plot(gens, mean, marker="o", ms=3, label=arm)
         ax.fill_between(gens, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.15)
-    ref = REFERENCE["hard"]
-    ax.plot([0, 1, 2], [ref[f"hard_g{g}"]["mean"] for g in range(3)], "kD", ms=4, label="published (hard)")
+    ref = REFERENCE["hard-labels"]
+    ax.plot([0, 1, 2], [ref[f"hard_g{g}"]["mean"] for g in range(3)], "kD", ms=4, label="published (hard-labels)")
     ax.set(xlabel="generation", ylabel="hard accuracy (one-swap test)", title="Model collapse across generations")
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -295,7 +309,7 @@ STUDY = Study(
     measure=measure,
     reference=REFERENCE,
     claims=CLAIMS,
-    headline=(("hard", "hard_g0"), ("hard", "hard_g2"), ("real30", "hard_g2")),
+    headline=(("hard-labels", "hard_g0"), ("hard-labels", "hard_g2"), ("real-30", "hard_g2")),
     figures=figures,
     notes=notes,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from learnlab.errors import LearnlabError
-from learnlab.studies import hard_negatives, model_collapse
+from learnlab.studies import hard_negatives, model_collapse, robustness
 from learnlab.studies.base import Study
 
 STUDIES: dict[str, Study] = {
@@ -11,6 +11,7 @@ STUDIES: dict[str, Study] = {
     for s in (
         hard_negatives.STUDY,
         model_collapse.STUDY,
+        robustness.STUDY,
     )
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from learnlab.errors import LearnlabError
-from learnlab.studies import hard_negatives, model_collapse, robustness
+from learnlab.studies import hard_negatives, model_collapse, robustness, inductive_bias
 from learnlab.studies.base import Study
 
 STUDIES: dict[str, Study] = {
@@ -12,6 +12,7 @@ STUDIES: dict[str, Study] = {
         hard_negatives.STUDY,
         model_collapse.STUDY,
         robustness.STUDY,
+        inductive_bias.STUDY,
     )
 }
 

@@ -133,6 +133,8 @@ def execute(
         "claims": [claim.judge(table).as_dict() for claim in spec.claims],
         "method": spec.method,
     }
+    for key, value in spec.extras.items():  # a study's own top-level keys never replace the standard ones
+        summary.setdefault(key, value)
     summary["notes"] = spec.notes(summary) if spec.notes else []
     return RunResult(summary, metrics.reset_index(drop=True), cfg)
 

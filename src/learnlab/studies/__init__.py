@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from learnlab.errors import LearnlabError
-from learnlab.studies import hard_negatives, model_collapse, robustness, inductive_bias
+from learnlab.studies import hard_negatives, inductive_bias, model_collapse, robustness, softmax_negatives, subliminal
 from learnlab.studies.base import Study
 
 STUDIES: dict[str, Study] = {
@@ -13,6 +13,8 @@ STUDIES: dict[str, Study] = {
         model_collapse.STUDY,
         robustness.STUDY,
         inductive_bias.STUDY,
+        softmax_negatives.STUDY,
+        subliminal.STUDY,
     )
 }
 

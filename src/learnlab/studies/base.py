@@ -81,6 +81,7 @@ class Study:
     headline: tuple[tuple[str, str], ...] = ()  # (arm, metric) cells shown by `learnlab runs`
     figures: Callable[[dict[str, Any], pd.DataFrame], dict[str, Any]] | None = None
     notes: Callable[[dict[str, Any]], list[str]] | None = None  # findings beyond the source
+    extras: dict[str, Any] = field(default_factory=dict)  # added to summary.json, e.g. {"chance": 0.1}
 
     def describe(self) -> str:
         return f"{self.name:<18} {self.title} [presets: {', '.join(self.presets)}]"

@@ -41,7 +41,7 @@ def test_students_learn_the_teachers_labels_and_real_rows_the_truth():
         p = torch.sigmoid(stream.teacher(tokens))  # the same teacher, copied for each member
     assert torch.equal(labels[0], (p[0] > 0.5).float())  # hard labels
     torch.testing.assert_close(labels[1], p[1])  # soft labels
-    real = stream.is_real[2, 0]
+    real = stream.current.data["is_real"][2, 0]
     assert 0 < real.sum() < len(real)
     truth = torch.tensor([bool((row[row != cfg.vocab_size].diff() > 0).all()) for row in tokens[2]]).float()
     assert torch.equal(labels[2][real], truth[real])

@@ -9,7 +9,8 @@ a global gradient-norm clip, averaging the loss over models — would break this
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,31 +79,46 @@ def train_ensemble(
         if hasattr(batch, "load_state_dict"):
             batch.load_state_dict(state["batch"])
         losses, log.evals, start = list(state["losses"]), state["evals"], state["step"]
-    for step in range(start, steps):
-        per_model = loss_fn(model, batch(step))
-        optimizer.zero_grad(set_to_none=True)
-        per_model.sum().backward()
-        optimizer.step()
-        losses.append(per_model.detach())
-        if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
-            log.evals.append((step + 1, _evaluate(model, evaluate)))
-        if checkpoint is not None and (step + 1) % checkpoint.every == 0 and step + 1 < steps:
-            checkpoint.save(
-                {
-                    "step": step + 1,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "batch": batch.state_dict() if hasattr(batch, "state_dict") else None,
-                    "losses": losses,
-                    "evals": log.evals,
-                }
-            )
-        if on_step is not None:
-            on_step(step + 1)
+    with _small_ops(model):
+        for step in range(start, steps):
+            per_model = loss_fn(model, batch(step))
+            optimizer.zero_grad(set_to_none=True)
+            per_model.sum().backward()
+            optimizer.step()
+            losses.append(per_model.detach())
+            if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+                log.evals.append((step + 1, _evaluate(model, evaluate)))
+            if checkpoint is not None and (step + 1) % checkpoint.every == 0 and step + 1 < steps:
+                checkpoint.save(
+                    {
+                        "step": step + 1,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "batch": batch.state_dict() if hasattr(batch, "state_dict") else None,
+                        "losses": losses,
+                        "evals": log.evals,
+                    }
+                )
+            if on_step is not None:
+                on_step(step + 1)
     if evaluate is not None:
         log.evals.append((steps, _evaluate(model, evaluate)))
     log.losses = torch.stack(losses).cpu() if losses else torch.empty(0)
     return log
+
+
+@contextmanager
+def _small_ops(model: nn.Module) -> Iterator[None]:
+    """On a CPU, PyTorch runs one thread while training: a tiny model's ops are too small to split, and
+    idle pool threads would take the cores the native kernels run on (`learnlab.native`)."""
+    cpu = all(p.device.type == "cpu" for p in model.parameters())
+    before = torch.get_num_threads()
+    if cpu:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _evaluate(model: nn.Module, evaluate: EvalFn) -> dict[str, Tensor]:

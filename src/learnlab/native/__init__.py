@@ -94,10 +94,16 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="learnlab-native")
 
 
+@functools.cache
+def threads() -> int:
+    """Threads the kernels use: `$LEARNLAB_THREADS`, else the cores this process may run on."""
+    return int(os.environ.get("LEARNLAB_THREADS") or len(os.sched_getaffinity(0)))
+
+
 def split(work: Tensor) -> list[tuple[int, int]]:
     """Contiguous ranges of members of about equal total `work`, one per thread."""
     k = len(work)
-    workers = min(torch.get_num_threads(), k)
+    workers = min(threads(), k)
     if workers <= 1:
         return [(0, k)]
     total = torch.cumsum(work.clamp(min=0).double(), 0)

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from learnlab.config import StudyConfig, check_arms
 from learnlab.engine.rng import generator
+from learnlab.engine.stream import ChunkedStream
 from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.models.lstm import EnsembleLSTMClassifier
 from learnlab.reporting.stats import Table, difference, pct
@@ -87,16 +88,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 # --- data ------------------------------------------------------------------------------------------
 
 
-class TrainingStream:
+class TrainingStream(ChunkedStream):
     """Every member's batches. Each seed draws from its own generator, DATA_CHUNK steps at a time."""
 
     def __init__(
         self, cfg: SortednessConfig, seeds: list[int], member_seed: Tensor, member_share: Tensor, purpose: str = "data"
     ):
+        super().__init__([generator(s, purpose, cfg.device) for s in seeds], DATA_CHUNK, cfg.steps)
         self.cfg, self.member_seed = cfg, member_seed
         self.member_share = member_share[:, None, None]
-        self.gens = [generator(s, purpose, cfg.device) for s in seeds]
-        self.chunk_start = -DATA_CHUNK
 
     def _draw(self, gen: torch.Generator) -> dict[str, Tensor]:
         c, n = self.cfg, DATA_CHUNK * self.cfg.batch_size
@@ -113,36 +113,21 @@ class TrainingStream:
             "u_hard": torch.rand(n, generator=gen, device=gen.device),
         }
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"chunk_start": self.chunk_start, "generators": self.chunk_states}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Re-draw the current chunk from the generators' states at its start."""
-        for gen, gen_state in zip(self.gens, state["generators"], strict=True):
-            gen.set_state(gen_state)
-        self.chunk_start = state["chunk_start"]
-        self._next_chunk()
-
-    def _next_chunk(self) -> None:
-        self.chunk_states = [g.get_state() for g in self.gens]
+    def draw(self) -> dict[str, Any]:
         draws = [self._draw(g) for g in self.gens]
         per_seed = {key: torch.stack([d[key] for d in draws])[self.member_seed] for key in draws[0]}
         shape = (len(self.member_seed), DATA_CHUNK, self.cfg.batch_size)
         member = {key: value.view(*shape, -1).squeeze(-1) for key, value in per_seed.items() if key != "lengths"}
-        self.tokens, self.labels = self._assemble(member)
-        self.widths = per_seed["lengths"].amax(dim=0).tolist()  # longest sequence per step
+        return {**self._assemble(member), "widths": per_seed["lengths"].amax(dim=0).tolist()}
 
-    def _assemble(self, d: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def _assemble(self, d: dict[str, Tensor]) -> dict[str, Tensor]:
         """Members' tokens [K, S, B, W] and labels [K, S, B] from their seeds' draws."""
         negative = torch.where((d["u_hard"] < self.member_share)[..., None], d["hard"], d["easy"])
-        return torch.where(d["is_pos"][..., None], d["pos"], negative), d["is_pos"].float()
+        return {"tokens": torch.where(d["is_pos"][..., None], d["pos"], negative), "labels": d["is_pos"].float()}
 
-    def __call__(self, step: int) -> tuple[Tensor, Tensor]:
-        if step >= self.chunk_start + DATA_CHUNK:
-            self.chunk_start = step
-            self._next_chunk()
-        i = step - self.chunk_start
-        return self.tokens[:, i, :, self.cfg.max_len - self.widths[i] :], self.labels[:, i]
+    def batch(self, data: dict[str, Any], i: int) -> tuple[Tensor, Tensor]:
+        """Step i's tokens [K, B, width] (the step's longest sequence sets the width) and labels [K, B]."""
+        return data["tokens"][:, i, :, self.cfg.max_len - data["widths"][i] :], data["labels"][:, i]
 
 
 def evaluation_sets(cfg: SortednessConfig, seed: int, purpose: str, size: int) -> dict[str, tuple[Tensor, Tensor]]:

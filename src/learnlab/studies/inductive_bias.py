@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from learnlab.config import StudyConfig, check_arms
 from learnlab.engine.rng import generator
+from learnlab.engine.stream import ChunkedStream
 from learnlab.engine.train import train_ensemble
 from learnlab.models.delta_lstm import DeltaLSTMEnsembles, EnsembleDeltaLSTM
 from learnlab.models.transformer import EnsembleTransformer
@@ -125,14 +126,13 @@ def labelled(task: str, lengths: Tensor, width: int, vocab: int, gen: torch.Gene
     return torch.where(is_pos[:, None], pos, neg)
 
 
-class PatternStream:
+class PatternStream(ChunkedStream):
     """Every member's training batches. Member k reads the stream of its (task, seed), which is drawn
     from that pair's own generator DATA_CHUNK steps at a time, so it depends on nothing else."""
 
     def __init__(self, cfg: Config, keys: list[tuple[str, int]], member_key: Tensor):
+        super().__init__([generator(seed, f"{task}-data", cfg.device) for task, seed in keys], DATA_CHUNK, cfg.steps)
         self.cfg, self.keys, self.member_key = cfg, keys, member_key
-        self.gens = [generator(seed, f"{task}-data", cfg.device) for task, seed in keys]
-        self.chunk_start = -DATA_CHUNK
         self.step = 0  # steps whose batch has been handed out: the evaluation hook reads it
 
     def _draw(self, task: str, gen: torch.Generator) -> dict[str, Tensor]:
@@ -152,36 +152,24 @@ class PatternStream:
             "offsets": offsets.view(shape),
         }
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"chunk_start": self.chunk_start, "generators": self.chunk_states}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Re-draw the current chunk from the generators' states at its start."""
-        for gen, gen_state in zip(self.gens, state["generators"], strict=True):
-            gen.set_state(gen_state)
-        self.chunk_start = state["chunk_start"]
-        self._next_chunk()
-
-    def _next_chunk(self) -> None:
-        self.chunk_states = [g.get_state() for g in self.gens]
+    def draw(self) -> dict[str, Any]:
         draws = [self._draw(task, g) for (task, _), g in zip(self.keys, self.gens, strict=True)]
-        self.chunk = {key: torch.stack([d[key] for d in draws])[self.member_key] for key in draws[0]}
+        return {key: torch.stack([d[key] for d in draws])[self.member_key] for key in draws[0]}
 
     def __call__(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
-        """(tokens [K, B, max_len] right-aligned, labels [K, B], positions [K, B, max_len])."""
-        if step >= self.chunk_start + DATA_CHUNK:
-            self.chunk_start = step
-            self._next_chunk()
-        i = step - self.chunk_start
         self.step = step + 1
-        lengths = self.chunk["lengths"][:, i]
+        return super().__call__(step)
+
+    def batch(self, data: dict[str, Any], i: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(tokens [K, B, max_len] right-aligned, labels [K, B], positions [K, B, max_len])."""
+        lengths = data["lengths"][:, i]
         # always max_len columns, not the step's longest sequence: a member's tensors then have the same
         # shapes whatever else shares the ensemble, so no kernel rounds it differently (bit-identical)
         width = self.cfg.max_len
-        tokens = self.chunk["tokens"][:, i]
+        tokens = data["tokens"][:, i]
         column = torch.arange(width, device=tokens.device) - (width - lengths)[:, None, None]  # 0 at the first token
-        positions = (self.chunk["offsets"][:, i, :, None] + column).clamp(min=0)
-        return tokens, self.chunk["labels"][:, i], positions
+        positions = (data["offsets"][:, i, :, None] + column).clamp(min=0)
+        return tokens, data["labels"][:, i], positions
 
 
 def checkpoint_sets(

@@ -96,21 +96,21 @@ class SyntheticStream(a1.TrainingStream):
             "real_pos": torch.rand(n, generator=gen, device=gen.device) < 0.5,
         }
 
-    def _assemble(self, d: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def _assemble(self, d: dict[str, Tensor]) -> dict[str, Tensor]:
         u = d["u_kind"][..., None]
         mixture = torch.where(u < 0.33, d["sorted"], torch.where(u < 0.66, d["random"], d["swapped"]))
         real = torch.where(d["real_pos"][..., None], d["sorted"], d["swapped"])
-        self.is_real = d["u_real"] < self.real_share
-        self.truth = d["real_pos"].float()
-        return torch.where(self.is_real[..., None], real, mixture), self.truth  # labels: see __call__
+        is_real = d["u_real"] < self.real_share
+        tokens = torch.where(is_real[..., None], real, mixture)
+        return {"tokens": tokens, "labels": d["real_pos"].float(), "is_real": is_real}  # labels: the truth
 
-    def __call__(self, step: int) -> tuple[Tensor, Tensor]:
-        tokens, _ = super().__call__(step)
-        i = step - self.chunk_start
+    def batch(self, data: dict[str, Any], i: int) -> tuple[Tensor, Tensor]:
+        """Step i's tokens, labelled by the teacher except on real rows, which carry the truth."""
+        tokens, truth = super().batch(data, i)
         with torch.no_grad():
             p = torch.sigmoid(self.teacher(tokens))
         target = torch.where(self.soft, p, (p > 0.5).float())
-        return tokens, torch.where(self.is_real[:, i], self.truth[:, i], target)
+        return tokens, torch.where(data["is_real"][:, i], truth, target)
 
 
 def train(

@@ -33,7 +33,7 @@ def test_native_lstm_matches_pytorch_values_gradients_and_inference(monkeypatch)
             inference = lstm.lstm_last_hidden(table, rows, w, start)
         return out, *grads, inference
 
-    assert lstm_native.usable(table, w)
+    assert lstm_native.usable(h, table, w)
     for ours, ref in zip(run(), torch_path(monkeypatch, run), strict=True):
         torch.testing.assert_close(ours, ref, rtol=1e-5, atol=2e-6)
     assert torch.equal(lstm.lstm_last_hidden(table, rows, w, start)[3], torch.zeros(b, h))
@@ -89,3 +89,32 @@ def test_split_balances_work_and_covers_every_member():
     ranges = native.split(torch.tensor([12, 12, 1, 1, 1, 12]))
     assert ranges[0][0] == 0 and ranges[-1][1] == 6
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+
+
+def test_native_classifier_matches_the_pytorch_model_in_logits_and_every_gradient(monkeypatch):
+    from learnlab.engine.rng import generator
+    from learnlab.models.lstm import EnsembleLSTMClassifier
+
+    model = EnsembleLSTMClassifier(3, 10, 4, 16)
+    model.reset_parameters([generator(s, "init") for s in range(3)])
+    gen = torch.Generator().manual_seed(4)
+    tokens = torch.randint(0, 10, (3, 5, 7), generator=gen)
+    tokens[0, :, :3] = 10  # member 0 starts at step 3 (right-aligned padding)
+    tokens[1, 2, :5] = 10  # one shorter row inside a member
+    tokens[2] = 10  # member 2 sees only padding
+    labels = torch.rand(3, 5, generator=gen)
+
+    def run():
+        model.zero_grad()
+        logits = model(tokens)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum").backward()
+        with torch.no_grad():
+            inference = model(tokens)
+        return logits, inference, *(p.grad.clone() for p in model.parameters())
+
+    ours = run()
+    with monkeypatch.context() as m:
+        m.setattr(lstm_native, "usable", lambda *a: False)
+        ref = run()
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=2e-6)

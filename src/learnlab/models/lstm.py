@@ -175,7 +175,7 @@ def lstm_last_hidden(table: Tensor, rows: Tensor, w_hh: Tensor, start: Tensor | 
     k, r, g4 = table.shape
     steps = rows.shape[1]
     grad = torch.is_grad_enabled() and (table.requires_grad or w_hh.requires_grad)
-    if lstm_native.usable(table, w_hh):
+    if lstm_native.usable(w_hh.shape[1], table, w_hh):
         start = torch.zeros(k, dtype=torch.long) if start is None else start
         if grad:
             return lstm_native.NativeLSTM.apply(table, rows, w_hh, start)
@@ -249,6 +249,9 @@ class EnsembleLSTMClassifier(nn.Module):
         return lstm_last_hidden(self.input_table(), tokens.transpose(1, 2), self.w_hh, start)
 
     def forward(self, tokens: Tensor) -> Tensor:
+        params = (self.embedding, self.w_ih, self.b_ih, self.b_hh, self.w_hh, self.w_out, self.b_out)
+        if lstm_native.usable(self.hidden_size, *params):  # the whole model in one kernel call
+            return lstm_native.classifier_logits(tokens, *params)
         hidden = self.last_hidden(tokens)
         # a multiply-and-sum, not a [K,B,H]@[K,H,1] matmul: MKL takes another path for a batch of one,
         # and a model's logits must not depend on how many models share the ensemble

@@ -1,72 +1,173 @@
-"""`lstm_last_hidden` through the native kernel (`learnlab/native/lstm.c`), for float32 on a CPU."""
+"""The LSTM and TinyLSTM classifier through the native kernel (`learnlab/native/lstm.c`): float32, CPU.
+
+Arguments reach C as one struct of sizes, strides and data pointers; the tensors behind the pointers are
+kept alive by the Python frames (and by autograd's saved tensors) for as long as C reads them.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import functools
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from learnlab import native
 
+_P = ctypes.c_void_p
+
+
+class _Problem(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int64) for n in ("T", "B", "R", "slots", "rk", "rt", "rb")] + [
+        (n, _P) for n in ("rows", "table", "w", "start", "gates", "cell", "tcell", "hid", "h_last")
+    ]
+
+
+class _Classifier(ctypes.Structure):
+    _fields_ = [("lstm", _Problem), ("V", ctypes.c_int64), ("E", ctypes.c_int64)] + [
+        (n, _P) for n in ("emb", "w_ih", "b_ih", "b_hh", "w_out", "b_out", "logits")
+    ]
+
+
+class _Grads(ctypes.Structure):
+    _fields_ = [(n, _P) for n in ("emb", "w_ih", "b_ih", "b_hh", "w_hh", "w_out", "b_out", "dtable")]
+
 
 @functools.cache
 def _kernel(hidden: int) -> ctypes.CDLL | None:
     lib = native.library("lstm", f"HID={hidden}") if hidden % 16 == 0 else None
     if lib is not None:
-        lib.lstm_forward.argtypes = [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 9
-        lib.lstm_backward.argtypes = [ctypes.c_int64] * 5 + [ctypes.c_void_p] * 10
-        lib.lstm_backward.restype = ctypes.c_int
+        lib.lstm_forward.argtypes = [ctypes.POINTER(_Problem), ctypes.c_int64, ctypes.c_int64]
+        lib.lstm_backward.argtypes = [ctypes.POINTER(_Problem), ctypes.c_int64, ctypes.c_int64, _P, _P, _P]
+        lib.classifier_forward.argtypes = [ctypes.POINTER(_Classifier), ctypes.c_int64, ctypes.c_int64]
+        lib.classifier_backward.argtypes = [ctypes.POINTER(_Classifier), ctypes.c_int64, ctypes.c_int64, _P, _P]
+        lib.lstm_backward.restype = lib.classifier_backward.restype = ctypes.c_int
     return lib
 
 
-def usable(table: Tensor, w_hh: Tensor) -> bool:
-    return native.on_cpu_float32(table, w_hh) and _kernel(w_hh.shape[1]) is not None
+def usable(hidden: int, *tensors: Tensor) -> bool:
+    """Float32 on a CPU, with a hidden size the kernel supports."""
+    return native.on_cpu_float32(*tensors) and _kernel(hidden) is not None
 
 
-def forward(table: Tensor, rows: Tensor, w_hh: Tensor, start: Tensor, save: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """h_T [K, B, H]; with `save`, the per-step buffers the backward needs (else two rolling slots).
-    Arguments contiguous: table [K, R, 4H] float32, rows [K, T, B] int64, w_hh [K, H, 4H], start [K] int64."""
+@dataclass
+class _Run:
+    """One forward's struct and the tensors its pointers refer to."""
+
+    problem: _Problem
+    tensors: tuple[Tensor, ...]  # rows, table, w, start, gates, cell, tcell, hid, h_last
+
+
+def _prepare(
+    table: Tensor, rows: Tensor, strides: tuple[int, ...], steps: int, b: int, w_hh: Tensor, start: Tensor, save: bool
+) -> _Run:
+    """rows: int64, element (k, t, b) at strides (k, t, b); buffers for `steps` steps of batch b."""
     k, r, g4 = table.shape
-    steps, b = rows.shape[1], rows.shape[2]
-    hid = g4 // 4
-    slots = steps if save else 2
+    hid, slots = g4 // 4, steps if save else 2
     gates = table.new_empty(k, slots, b, g4)
     cell, tcell, hs = (table.new_empty(k, slots, b, hid) for _ in range(3))
     h_last = table.new_empty(k, b, hid)
-    buffers = (table, rows, w_hh, start, gates, cell, tcell, hs, h_last)
-    native.run_split(_kernel(hid).lstm_forward, steps - start, steps, b, r, slots, *map(native.ptr, buffers))
-    return h_last, (gates, cell, tcell, hs)
+    tensors = (rows, table, w_hh, start, gates, cell, tcell, hs, h_last)
+    problem = _Problem(steps, b, r, slots, *strides, *map(native.ptr, tensors))
+    return _Run(problem, tensors)
+
+
+def _members(fn, run: _Run, *args) -> list[int]:  # type: ignore[no-untyped-def]
+    """fn(&problem, k0, k1, *args) over ranges of members, balanced by the steps each runs."""
+    ref = ctypes.byref(run.problem)
+    work = run.problem.T - run.tensors[3]
+    return native.run_split(lambda k0, k1: fn(ref, k0, k1, *args), work)
+
+
+def _check(status: list[int]) -> None:
+    if any(status):
+        raise MemoryError("LSTM kernel: out of memory for its scratch buffer")
+
+
+# --- the LSTM: lstm_last_hidden -----------------------------------------------------------------------
+
+
+def _lstm_forward(table: Tensor, rows: Tensor, w_hh: Tensor, start: Tensor, save: bool) -> _Run:
+    table, w_hh, rows, start = table.contiguous(), w_hh.contiguous(), rows.long(), start.long().contiguous()
+    run = _prepare(table, rows, rows.stride(), rows.shape[1], rows.shape[2], w_hh, start, save)
+    _members(_kernel(w_hh.shape[1]).lstm_forward, run)
+    return run
 
 
 def inference(table: Tensor, rows: Tensor, w_hh: Tensor, start: Tensor) -> Tensor:
-    return forward(table.contiguous(), rows.long().contiguous(), w_hh.contiguous(), start.long(), save=False)[0]
+    return _lstm_forward(table, rows, w_hh, start, save=False).tensors[-1]
 
 
 class NativeLSTM(torch.autograd.Function):
-    """Differentiable h_T in table and w_hh. The backward overwrites the saved gates: no retain_graph."""
+    """h_T, differentiable in table and w_hh. The backward overwrites the saved gates: no retain_graph."""
 
     @staticmethod
     def forward(ctx, table: Tensor, rows: Tensor, w_hh: Tensor, start: Tensor) -> Tensor:  # type: ignore[override]
-        table, rows, w_hh, start = (x.contiguous() for x in (table, rows.long(), w_hh, start.long()))
-        h_last, saved = forward(table, rows, w_hh, start, save=True)
-        ctx.save_for_backward(rows, w_hh, start, *saved)
-        ctx.table_shape = table.shape
-        return h_last
+        ctx.run = _lstm_forward(table, rows, w_hh, start, save=True)
+        return ctx.run.tensors[-1]
 
     @staticmethod
     def backward(ctx, dh_last: Tensor) -> tuple[Tensor, None, Tensor, None]:  # type: ignore[override]
-        if getattr(ctx, "consumed", False):
+        run, ctx.run = ctx.run, None  # consumed: its gates become d(pre-activation)
+        if run is None:
             raise RuntimeError("NativeLSTM's backward overwrites its saved buffers: no retain_graph")
-        ctx.consumed = True
-        rows, w_hh, start, gates, cell, tcell, hs = ctx.saved_tensors
-        k, r, g4 = ctx.table_shape
-        steps, b = rows.shape[1], rows.shape[2]
-        dtable = dh_last.new_zeros(k, r, g4)
-        dw = torch.empty_like(w_hh)
-        buffers = (rows, w_hh, start, gates, cell, tcell, hs, dh_last.contiguous(), dtable, dw)
-        status = native.run_split(_kernel(g4 // 4).lstm_backward, steps - start, steps, b, r, *map(native.ptr, buffers))
-        if any(status):
-            raise MemoryError("LSTM kernel: out of memory for its scratch buffer")
+        _, table, w_hh = run.tensors[:3]
+        dtable, dw, dh = torch.zeros_like(table), torch.empty_like(w_hh), dh_last.contiguous().clone()
+        _check(_members(_kernel(w_hh.shape[1]).lstm_backward, run, *map(native.ptr, (dh, dtable, dw))))
         return dtable, None, dw, None
+
+
+# --- TinyLSTM: logits of Embedding -> LSTM -> Linear ------------------------------------------------
+
+
+def _classifier_forward(tokens: Tensor, params: tuple[Tensor, ...], save: bool) -> tuple[_Classifier, _Run, Tensor]:
+    emb, w_ih, b_ih, b_hh, w_hh, w_out, b_out = params
+    k, v, _ = emb.shape
+    tokens = tokens.long()
+    table = emb.new_empty(k, v + 1, w_ih.shape[-1])
+    start = torch.empty(k, dtype=torch.long)
+    sk, sb, st = tokens.stride()
+    run = _prepare(table, tokens, (sk, st, sb), tokens.shape[2], tokens.shape[1], w_hh, start, save)
+    logits = emb.new_empty(k, tokens.shape[1])
+    spec = _Classifier(run.problem, v, emb.shape[-1], *map(native.ptr, (emb, w_ih, b_ih, b_hh, w_out, b_out, logits)))
+    ref, lib = ctypes.byref(spec), _kernel(w_hh.shape[1])
+    native.run_split(lambda k0, k1: lib.classifier_forward(ref, k0, k1), _steps_per_member(tokens, v))
+    return spec, run, logits
+
+
+def _steps_per_member(tokens: Tensor, pad: int) -> Tensor:
+    """Work estimate for splitting members across threads: columns that hold a real token."""
+    return (tokens != pad).any(dim=1).sum(dim=1)
+
+
+class NativeClassifier(torch.autograd.Function):
+    """Logits [K, B] of K TinyLSTMs on tokens [K, B, T] (token V pads); differentiable in every parameter."""
+
+    @staticmethod
+    def forward(ctx, tokens: Tensor, *params: Tensor) -> Tensor:  # type: ignore[override]
+        params = tuple(p.contiguous() for p in params)
+        ctx.spec, ctx.run, logits = _classifier_forward(tokens, params, save=True)
+        ctx.params, ctx.tokens = params, tokens
+        return logits
+
+    @staticmethod
+    def backward(ctx, dlogits: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        spec, run, ctx.spec = ctx.spec, ctx.run, None
+        if spec is None:
+            raise RuntimeError("NativeClassifier's backward overwrites its saved buffers: no retain_graph")
+        grads = tuple(torch.empty_like(p) for p in ctx.params)
+        dtable = torch.zeros_like(run.tensors[1])
+        out = _Grads(*map(native.ptr, (*grads, dtable)))
+        lib, dz = _kernel(ctx.params[4].shape[1]), dlogits.contiguous()
+        ref, ref_out = ctypes.byref(spec), ctypes.byref(out)
+        work = _steps_per_member(ctx.tokens, ctx.params[0].shape[1])
+        _check(native.run_split(lambda k0, k1: lib.classifier_backward(ref, k0, k1, native.ptr(dz), ref_out), work))
+        return None, *grads
+
+
+def classifier_logits(tokens: Tensor, *params: Tensor) -> Tensor:
+    """Logits through the kernel: differentiable when grad is on, else a forward that saves nothing."""
+    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        return NativeClassifier.apply(tokens, *params)
+    return _classifier_forward(tokens, tuple(p.contiguous() for p in params), save=False)[2]

@@ -112,8 +112,8 @@ def split(work: Tensor) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-def run_split(fn: Callable[..., int], work: Tensor, *args: object) -> list[int]:
-    """fn(k0, k1, *args) over ranges of members, in parallel; the caller's thread takes the first range."""
+def run_split(fn: Callable[[int, int], int], work: Tensor) -> list[int]:
+    """fn(k0, k1) over ranges of members, in parallel; the caller's thread takes the first range."""
     ranges = split(work)
-    rest = [_pool(len(ranges)).submit(fn, *r, *args) for r in ranges[1:]]
-    return [fn(*ranges[0], *args), *(f.result() for f in rest)]
+    rest = [_pool(len(ranges)).submit(fn, *r) for r in ranges[1:]]
+    return [fn(*ranges[0]), *(f.result() for f in rest)]

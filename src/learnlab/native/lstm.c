@@ -10,13 +10,16 @@
  * across threads.
  *
  * Layouts (row-major, float32 unless noted), gate order (i, f, o, g) along the 4H axis:
- *   table [K][R][4H]  input pre-activations (x W_ih + biases): member k reads row rows[k][t][b]
- *   rows  [K][T][B]   int64
+ *   table [K][R][4H]  input pre-activations (x W_ih + biases): member k reads row rows[k, t, b]
+ *   rows              int64, element (k, t, b) at k*rk + t*rt + b*rb (any strided view)
  *   w     [K][H][4H]  recurrent weights
  *   start [K]         int64, member k's first step (earlier steps are skipped, its state is zero there)
  *   saved, per member and slot (slot = t % slots; slots = T when training, 2 for inference):
  *   gates [K][slots][B][4H] activations (σi, σf, σo, tanh g), overwritten by backward with d(pre-act)
  *   cell, tcell, hid [K][slots][B][H]   c_t, tanh(c_t), h_t
+ * The classifier entry points add TinyLSTM's ends: the table from an embedding and W_ih (row V is the
+ * padding token: input gate CLOSED, so a zero state stays zero), each member's first step from its
+ * tokens, and a linear head to one logit per sequence.
  * Compiled with -DHID=<hidden size>; HID must be a multiple of 16 (one 16-float vector).
  */
 #include <stdint.h>
@@ -119,28 +122,35 @@ static inline void cell_update(vf pre[NG], const float *c_prev, float *gates, fl
     }
 }
 
-static void forward_member(int64_t k, int64_t T, int64_t B, int64_t R, int64_t slots, const float *table,
-                           const int64_t *rows, const float *w, const int64_t *start, float *gates, float *cell,
-                           float *tcell, float *hid, float *h_last) {
-    const int64_t s = start[k];
-    const float *tab = table + k * R * G, *wk = w + k * HID * G;
-    float *out = h_last + k * B * HID;
+typedef struct {
+    int64_t T, B, R, slots, rk, rt, rb;
+    const int64_t *rows;
+    float *table; /* read by the recurrence; written by classifier_forward */
+    const float *w;
+    int64_t *start; /* written by classifier_forward */
+    float *gates, *cell, *tcell, *hid, *h_last;
+} lstm_problem;
+
+static void forward_member(const lstm_problem *p, int64_t k) {
+    const int64_t s = p->start[k], T = p->T, B = p->B, slots = p->slots;
+    const float *tab = p->table + k * p->R * G, *wk = p->w + k * HID * G;
+    float *out = p->h_last + k * B * HID;
     if (s >= T) {
         memset(out, 0, sizeof(float) * B * HID);
         return;
     }
     for (int64_t t = s; t < T; t++) {
         const int64_t slot = t % slots, prev = t > 0 ? (t - 1) % slots : 0;
-        const int64_t *row = rows + (k * T + t) * B;
-        float *gt = gates + (k * slots + slot) * B * G;
-        float *ct = cell + (k * slots + slot) * B * HID, *tct = tcell + (k * slots + slot) * B * HID;
-        float *ht = hid + (k * slots + slot) * B * HID;
-        const float *cp = cell + (k * slots + prev) * B * HID, *hp = hid + (k * slots + prev) * B * HID;
+        const int64_t *row = p->rows + k * p->rk + t * p->rt;
+        float *gt = p->gates + (k * slots + slot) * B * G;
+        float *ct = p->cell + (k * slots + slot) * B * HID, *tct = p->tcell + (k * slots + slot) * B * HID;
+        float *ht = p->hid + (k * slots + slot) * B * HID;
+        const float *cp = p->cell + (k * slots + prev) * B * HID, *hp = p->hid + (k * slots + prev) * B * HID;
         for (int64_t b = 0; b < B; b += 2) {
             const int n = (B - b >= 2) ? 2 : 1;
             vf acc[2][NG];
             for (int r = 0; r < n; r++)
-                for (int v = 0; v < NG; v++) acc[r][v] = load(tab + row[b + r] * G + 16 * v);
+                for (int v = 0; v < NG; v++) acc[r][v] = load(tab + row[(b + r) * p->rb] * G + 16 * v);
             if (t > s) gates_matmul(acc, hp + b * HID, hp + (b + n - 1) * HID, wk, n);
             for (int r = 0; r < n; r++) {
                 const int64_t o = (b + r) * HID;
@@ -148,15 +158,12 @@ static void forward_member(int64_t k, int64_t T, int64_t B, int64_t R, int64_t s
             }
         }
     }
-    memcpy(out, hid + (k * slots + (T - 1) % slots) * B * HID, sizeof(float) * B * HID);
+    memcpy(out, p->hid + (k * slots + (T - 1) % slots) * B * HID, sizeof(float) * B * HID);
 }
 
-void lstm_forward(int64_t k0, int64_t k1, int64_t T, int64_t B, int64_t R, int64_t slots, const float *table,
-                  const int64_t *rows, const float *w, const int64_t *start, float *gates, float *cell, float *tcell,
-                  float *hid, float *h_last) {
+void lstm_forward(const lstm_problem *p, int64_t k0, int64_t k1) {
     const unsigned mode = flush_subnormals();
-    for (int64_t k = k0; k < k1; k++)
-        forward_member(k, T, B, R, slots, table, rows, w, start, gates, cell, tcell, hid, h_last);
+    for (int64_t k = k0; k < k1; k++) forward_member(p, k);
     restore_mode(mode);
 }
 
@@ -178,25 +185,24 @@ static inline void hidden_grad(const float *d, int64_t n, const float *wt, float
         for (int v = 0; v < NH; v++) store(dh + r * HID + 16 * v, acc[r][v]);
 }
 
-static void backward_member(int64_t k, int64_t T, int64_t B, int64_t R, const int64_t *rows, const float *w,
-                            const int64_t *start, float *gates, const float *cell, const float *tcell,
-                            const float *hid, const float *dh_last, float *dtable, float *dw, float *scratch) {
-    const int64_t s = start[k];
+/* Member k's gradients from dh_k [B][H] (consumed): dtable (zero-initialised, accumulates) and dw. */
+static void backward_member(const lstm_problem *p, int64_t k, float *dh, float *dtable, float *dw, float *scratch) {
+    const int64_t s = p->start[k], T = p->T, B = p->B;
     float *dwk = dw + k * HID * G;
     memset(dwk, 0, sizeof(float) * HID * G);
     if (s >= T) return;
-    const float *wk = w + k * HID * G;
-    float *wt = scratch, *dh = scratch + G * HID, *dc = dh + B * HID;
+    const float *wk = p->w + k * HID * G;
+    float *wt = scratch, *dc = scratch + G * HID;
     for (int j = 0; j < HID; j++)
         for (int g = 0; g < G; g++) wt[g * HID + j] = wk[j * G + g];
-    memcpy(dh, dh_last + k * B * HID, sizeof(float) * B * HID);
     memset(dc, 0, sizeof(float) * B * HID);
-    float *dtab = dtable + k * R * G;
+    float *dtab = dtable + k * p->R * G;
     const vf one = splat(1.0f);
     for (int64_t t = T - 1; t >= s; t--) {
         const int64_t base = (k * T + t) * B;
-        float *gt = gates + base * G; /* becomes d(pre-activation) */
-        const float *tct = tcell + base * HID, *cp = t > s ? cell + (base - B) * HID : NULL;
+        const int64_t *row = p->rows + k * p->rk + t * p->rt;
+        float *gt = p->gates + base * G; /* becomes d(pre-activation) */
+        const float *tct = p->tcell + base * HID, *cp = t > s ? p->cell + (base - B) * HID : NULL;
         for (int64_t b = 0; b < B; b++) {
             float *gr = gt + b * G;
             for (int v = 0; v < NH; v++) {
@@ -212,7 +218,7 @@ static void backward_member(int64_t k, int64_t T, int64_t B, int64_t R, const in
                 store(gr + 3 * HID + 16 * v, dcv * i * (one - g * g));
                 store(dc + o, dcv * f);
             }
-            float *dst = dtab + rows[base + b] * G;
+            float *dst = dtab + row[b * p->rb] * G;
             for (int v = 0; v < NG; v++) store(dst + 16 * v, load(dst + 16 * v) + load(gr + 16 * v));
         }
         if (t > s)
@@ -224,7 +230,7 @@ static void backward_member(int64_t k, int64_t T, int64_t B, int64_t R, const in
         for (int r = 0; r < 2; r++)
             for (int v = 0; v < NG; v++) acc[r][v] = splat(0.0f);
         for (int64_t t = s + 1; t < T; t++) {
-            const float *hp = hid + (k * T + t - 1) * B * HID, *d = gates + (k * T + t) * B * G;
+            const float *hp = p->hid + (k * T + t - 1) * B * HID, *d = p->gates + (k * T + t) * B * G;
             for (int64_t b = 0; b < B; b++) {
                 vf a0 = splat(hp[b * HID + j]), a1 = splat(hp[b * HID + j + 1]);
                 for (int v = 0; v < NG; v++) {
@@ -239,15 +245,108 @@ static void backward_member(int64_t k, int64_t T, int64_t B, int64_t R, const in
     }
 }
 
-/* Gradients for members [k0, k1): dtable (zero-initialised by the caller) accumulates, dw is written. */
-int lstm_backward(int64_t k0, int64_t k1, int64_t T, int64_t B, int64_t R, const int64_t *rows, const float *w,
-                  const int64_t *start, float *gates, const float *cell, const float *tcell, const float *hid,
-                  const float *dh_last, float *dtable, float *dw) {
-    float *scratch = malloc(sizeof(float) * (G * HID + 2 * B * HID));
+static float *scratch_for(int64_t B) { return malloc(sizeof(float) * (G * HID + 2 * B * HID)); }
+
+/* Gradients for members [k0, k1) from dh_last [K][B][H] (overwritten): dtable accumulates, dw is written. */
+int lstm_backward(const lstm_problem *p, int64_t k0, int64_t k1, float *dh_last, float *dtable, float *dw) {
+    float *scratch = scratch_for(p->B);
     if (!scratch) return 1;
     const unsigned mode = flush_subnormals();
-    for (int64_t k = k0; k < k1; k++)
-        backward_member(k, T, B, R, rows, w, start, gates, cell, tcell, hid, dh_last, dtable, dw, scratch);
+    for (int64_t k = k0; k < k1; k++) backward_member(p, k, dh_last + k * p->B * HID, dtable, dw, scratch);
+    restore_mode(mode);
+    free(scratch);
+    return 0;
+}
+
+/* ---- TinyLSTM: Embedding(V, E) -> LSTM -> Linear(H, 1), tokens [K][B][T] (rows = tokens, R = V + 1) ---- */
+
+typedef struct {
+    lstm_problem lstm;
+    int64_t V, E;
+    const float *emb, *w_ih, *b_ih, *b_hh, *w_out, *b_out; /* [K][V][E] [K][E][G] [K][G] [K][G] [K][H] [K] */
+    float *logits;                                          /* [K][B] */
+} classifier;
+
+typedef struct {
+    float *emb, *w_ih, *b_ih, *b_hh, *w_hh, *w_out, *b_out; /* written */
+    float *dtable;                                          /* [K][V+1][G], zero-initialised */
+} classifier_grads;
+
+static void classifier_forward_member(const classifier *c, int64_t k) {
+    const lstm_problem *p = &c->lstm;
+    const int64_t V = c->V, E = c->E, T = p->T, B = p->B;
+    float *tab = p->table + k * (V + 1) * G;
+    const float *emb = c->emb + k * V * E, *w_ih = c->w_ih + k * E * G;
+    for (int64_t v = 0; v < V; v++) {
+        float *row = tab + v * G;
+        for (int g = 0; g < G; g++) row[g] = c->b_ih[k * G + g] + c->b_hh[k * G + g];
+        for (int64_t e = 0; e < E; e++)
+            for (int g = 0; g < G; g++) row[g] += emb[v * E + e] * w_ih[e * G + g];
+    }
+    for (int g = 0; g < G; g++) tab[V * G + g] = g < HID ? -1e4f : 0.0f; /* padding: input gate CLOSED */
+    int64_t s = T;
+    for (int64_t t = 0; t < T && s == T; t++)
+        for (int64_t b = 0; b < B; b++)
+            if (p->rows[k * p->rk + t * p->rt + b * p->rb] != V) {
+                s = t;
+                break;
+            }
+    p->start[k] = s;
+    forward_member(p, k);
+    const float *h = p->h_last + k * B * HID, *w_out = c->w_out + k * HID;
+    for (int64_t b = 0; b < B; b++) {
+        float z = 0.0f;
+        for (int j = 0; j < HID; j++) z += h[b * HID + j] * w_out[j];
+        c->logits[k * B + b] = z + c->b_out[k];
+    }
+}
+
+void classifier_forward(const classifier *c, int64_t k0, int64_t k1) {
+    const unsigned mode = flush_subnormals();
+    for (int64_t k = k0; k < k1; k++) classifier_forward_member(c, k);
+    restore_mode(mode);
+}
+
+/* Gradients of sum(dlogits * logits) for members [k0, k1), after classifier_forward with slots = T. */
+int classifier_backward(const classifier *c, int64_t k0, int64_t k1, const float *dlogits, const classifier_grads *d) {
+    const lstm_problem *p = &c->lstm;
+    const int64_t V = c->V, E = c->E, B = p->B;
+    float *scratch = scratch_for(B);
+    if (!scratch) return 1;
+    const unsigned mode = flush_subnormals();
+    float *dh = scratch + G * HID + B * HID;
+    for (int64_t k = k0; k < k1; k++) {
+        const float *h = p->h_last + k * B * HID, *w_out = c->w_out + k * HID, *dz = dlogits + k * B;
+        float db = 0.0f;
+        for (int j = 0; j < HID; j++) d->w_out[k * HID + j] = 0.0f;
+        for (int64_t b = 0; b < B; b++) {
+            db += dz[b];
+            for (int j = 0; j < HID; j++) {
+                dh[b * HID + j] = dz[b] * w_out[j];
+                d->w_out[k * HID + j] += h[b * HID + j] * dz[b];
+            }
+        }
+        d->b_out[k] = db;
+        backward_member(p, k, dh, d->dtable, d->w_hh, scratch);
+        const float *dtab = d->dtable + k * (V + 1) * G, *emb = c->emb + k * V * E, *w_ih = c->w_ih + k * E * G;
+        float *db_ih = d->b_ih + k * G, *dw_ih = d->w_ih + k * E * G, *demb = d->emb + k * V * E;
+        for (int g = 0; g < G; g++) db_ih[g] = 0.0f;
+        for (int64_t e = 0; e < E; e++)
+            for (int g = 0; g < G; g++) dw_ih[e * G + g] = 0.0f;
+        for (int64_t v = 0; v < V; v++) { /* the padding row V takes no gradient back */
+            const float *dr = dtab + v * G;
+            for (int g = 0; g < G; g++) db_ih[g] += dr[g];
+            for (int64_t e = 0; e < E; e++) {
+                vf acc = splat(0.0f);
+                for (int u = 0; u < NG; u++) acc += load(dr + 16 * u) * load(w_ih + e * G + 16 * u);
+                float sum = 0.0f;
+                for (int l = 0; l < 16; l++) sum += acc[l];
+                demb[v * E + e] = sum;
+                for (int g = 0; g < G; g++) dw_ih[e * G + g] += emb[v * E + e] * dr[g];
+            }
+        }
+        memcpy(d->b_hh + k * G, db_ih, sizeof(float) * G);
+    }
     restore_mode(mode);
     free(scratch);
     return 0;

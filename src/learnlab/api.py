@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,13 +57,25 @@ def deterministic() -> Iterator[None]:
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
     fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    _use_deterministic_algorithms(True, warn_only=True)
     torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        _use_deterministic_algorithms(enabled, warn_only=warn_only)
         torch.utils.deterministic.fill_uninitialized_memory = fill
+
+
+def _use_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+    """torch.use_deterministic_algorithms without importing torch.compile's inductor (~0.9 s) just to set
+    its flag: that flag is set only when inductor is already loaded (nothing here compiles)."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        return
+    setter(mode, warn_only=warn_only)
+    if (inductor := sys.modules.get("torch._inductor.config")) is not None:
+        inductor.deterministic = mode
 
 
 def list_studies() -> list[Study]:

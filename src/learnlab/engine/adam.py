@@ -4,6 +4,7 @@ Adam is element-wise, so one optimizer over [K, ...] parameters is K independent
 every element is updated by the same instructions. PyTorch's `foreach` Adam is (but makes a dozen
 passes over memory per step); its fused kernel is not (vector body and scalar tail round differently).
 `learnlab/native/adam.c` is one pass, with the tail padded through the body's code.
+Its checkpoints hold its own state (the step count and both moments), not torch.optim.Adam's.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import ctypes
 import functools
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from learnlab import native
+from learnlab.errors import LearnlabError
 
 
 @functools.cache
@@ -27,42 +30,49 @@ def _kernel() -> ctypes.CDLL | None:
     return lib
 
 
-class NativeAdam(torch.optim.Optimizer):
-    """torch.optim.Adam (L2 weight decay, no amsgrad) for contiguous float32 CPU parameters; same state keys,
-    so checkpoints move between the two."""
+class NativeAdam:
+    """torch.optim.Adam's update (L2 weight decay, no amsgrad) for contiguous float32 CPU parameters.
+
+    Deliberately not a torch.optim.Optimizer: constructing one imports torch._dynamo (~0.7 s), which
+    is longer than some whole runs. It has the methods the training loop uses.
+    """
 
     def __init__(self, params: Iterable[Tensor], lr: float, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):  # type: ignore[no-untyped-def]
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+        self.params = list(params)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.steps = 0
+        self.exp_avg = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[no-untyped-def,override]
+    def step(self) -> None:
         lib = _kernel()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.tensor(0.0)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                state["step"] += 1
-                step = state["step"].item()
-                grad = p.grad.contiguous()
-                lib.adam_step(
-                    p.numel(),
-                    *map(native.ptr, (p, grad, state["exp_avg"], state["exp_avg_sq"])),
-                    group["lr"] / (1 - beta1**step),
-                    beta1,
-                    beta2,
-                    group["weight_decay"],
-                    math.sqrt(1 - beta2**step),
-                    group["eps"],
-                )
+        beta1, beta2 = self.betas
+        self.steps += 1
+        step_size, bias2_sqrt = self.lr / (1 - beta1**self.steps), math.sqrt(1 - beta2**self.steps)
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+            if p.grad is None:
+                continue
+            grad = p.grad.contiguous()
+            pointers = map(native.ptr, (p, grad, m, v))
+            lib.adam_step(p.numel(), *pointers, step_size, beta1, beta2, self.weight_decay, bias2_sqrt, self.eps)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"native_adam": self.steps, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "native_adam" not in state:
+            raise LearnlabError("this checkpoint was saved by PyTorch's Adam; resume it where that Adam runs")
+        self.steps = state["native_adam"]
+        for mine, saved in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"], strict=True):
+            mine.copy_(saved)
 
 
-def adam(params: Iterable[Tensor], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def adam(params: Iterable[Tensor], lr: float, weight_decay: float = 0.0) -> NativeAdam | torch.optim.Optimizer:
     """The native Adam where it can run (contiguous float32 on a CPU), else PyTorch's foreach Adam."""
     params = list(params)
     if _kernel() is not None and native.on_cpu_float32(*params) and all(p.is_contiguous() for p in params):

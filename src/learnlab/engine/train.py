@@ -70,7 +70,7 @@ def train_ensemble(
     steps; a resumed run gives exactly the result of an uninterrupted one.
     """
     optimizer = adam(model.parameters(), lr=lr, weight_decay=weight_decay)  # treats every member alike
-    losses: list[Tensor] = []
+    losses: Tensor | None = None  # [steps, K], filled in as training goes
     log = TrainLog(losses=torch.empty(0))
     start = 0
     if checkpoint is not None and (state := checkpoint.load()) is not None:
@@ -78,14 +78,16 @@ def train_ensemble(
         optimizer.load_state_dict(state["optimizer"])
         if hasattr(batch, "load_state_dict"):
             batch.load_state_dict(state["batch"])
-        losses, log.evals, start = list(state["losses"]), state["evals"], state["step"]
+        losses, log.evals, start = state["losses"], state["evals"], state["step"]
     with _small_ops(model):
         for step in range(start, steps):
             per_model = loss_fn(model, batch(step))
             optimizer.zero_grad(set_to_none=True)
             per_model.sum().backward()
             optimizer.step()
-            losses.append(per_model.detach())
+            if losses is None:
+                losses = per_model.new_zeros(steps, len(per_model))
+            losses[step] = per_model.detach()
             if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
                 log.evals.append((step + 1, _evaluate(model, evaluate)))
             if checkpoint is not None and (step + 1) % checkpoint.every == 0 and step + 1 < steps:
@@ -103,7 +105,7 @@ def train_ensemble(
                 on_step(step + 1)
     if evaluate is not None:
         log.evals.append((steps, _evaluate(model, evaluate)))
-    log.losses = torch.stack(losses).cpu() if losses else torch.empty(0)
+    log.losses = losses.cpu() if losses is not None else torch.empty(0)
     return log
 
 

@@ -23,7 +23,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_hard_negatives.py
+	$(BIN)/python benchmarks/bench_reference.py hard-negatives --repeats 3
+	$(BIN)/python benchmarks/bench_reference.py model-collapse
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

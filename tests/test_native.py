@@ -89,11 +89,13 @@ def test_native_adam_updates_an_element_alike_wherever_it_sits(index):
     assert torch.equal(big[index : index + 1], alone)
 
 
-def test_split_balances_work_and_covers_every_member():
-    torch.set_num_threads(2)
-    ranges = native.split(torch.tensor([12, 12, 1, 1, 1, 12]))
-    assert ranges[0][0] == 0 and ranges[-1][1] == 6
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+def test_split_balances_work_and_covers_every_member(monkeypatch):
+    monkeypatch.setattr(native, "threads", lambda: 2)
+    assert native.split([12, 12, 1, 1, 1, 12]) == [(0, 2), (2, 6)]
+    assert native.split([1, 1, 1, 1]) == [(0, 2), (2, 4)]
+    assert native.split([5]) == [(0, 1)]
+    monkeypatch.setattr(native, "threads", lambda: 3)
+    assert native.split([4, 4, 4, 4, 4, 4]) == [(0, 2), (2, 4), (4, 6)]
 
 
 def test_native_classifier_matches_the_pytorch_model_in_logits_and_every_gradient(monkeypatch):

@@ -26,8 +26,12 @@ from learnlab.errors import LearnlabError
 def _kernel() -> ctypes.CDLL | None:
     lib = native.library("adam")
     if lib is not None:
-        lib.adam_step.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 4 + [ctypes.c_float] * 6
+        lib.adam_step_all.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 5 + [ctypes.c_float] * 6
     return lib
+
+
+def _pointers(tensors: list[Tensor | None]) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*(None if t is None else t.data_ptr() for t in tensors))
 
 
 class NativeAdam:
@@ -43,6 +47,7 @@ class NativeAdam:
         self.steps = 0
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        self._fixed: tuple[ctypes.Array, ...] | None = None
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -50,16 +55,18 @@ class NativeAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        lib = _kernel()
         beta1, beta2 = self.betas
         self.steps += 1
         step_size, bias2_sqrt = self.lr / (1 - beta1**self.steps), math.sqrt(1 - beta2**self.steps)
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
-            if p.grad is None:
-                continue
-            grad = p.grad.contiguous()
-            pointers = map(native.ptr, (p, grad, m, v))
-            lib.adam_step(p.numel(), *pointers, step_size, beta1, beta2, self.weight_decay, bias2_sqrt, self.eps)
+        grads = [None if p.grad is None else p.grad.contiguous() for p in self.params]
+        if self._fixed is None:  # parameters and moments keep their storage: their pointers are made once
+            sizes = (ctypes.c_int64 * len(self.params))(*(p.numel() for p in self.params))
+            self._fixed = (sizes, _pointers(self.params), _pointers(self.exp_avg), _pointers(self.exp_avg_sq))
+        sizes, params, exp_avg, exp_avg_sq = self._fixed
+        _kernel().adam_step_all(
+            len(grads), sizes, params, _pointers(grads), exp_avg, exp_avg_sq,
+            step_size, beta1, beta2, self.weight_decay, bias2_sqrt, self.eps,
+        )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         return {"native_adam": self.steps, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}

@@ -10,10 +10,7 @@ re-draws that chunk and goes on identically.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -28,16 +25,9 @@ class Chunk:
     data: dict[str, Any]  # whatever `draw` returned
 
 
-def _yield_to_training() -> None:
-    """Lower the drawing thread's priority (Linux threads are tasks): it should use the cycles training
-    leaves idle, not take a core from the kernels' threads. The batches are the same either way."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-
-
 @functools.cache
 def _drawer() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="learnlab-data", initializer=_yield_to_training)
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="learnlab-data")
 
 
 class ChunkedStream:

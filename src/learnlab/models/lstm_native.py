@@ -76,7 +76,7 @@ def _prepare(
 def _members(fn, run: _Run, *args) -> list[int]:  # type: ignore[no-untyped-def]
     """fn(&problem, k0, k1, *args) over ranges of members, balanced by the steps each runs."""
     ref = ctypes.byref(run.problem)
-    work = run.problem.T - run.tensors[3]
+    work = [run.problem.T - s for s in run.tensors[3].tolist()]
     return native.run_split(lambda k0, k1: fn(ref, k0, k1, *args), work)
 
 
@@ -132,13 +132,8 @@ def _classifier_forward(tokens: Tensor, params: tuple[Tensor, ...], save: bool) 
     logits = emb.new_empty(k, tokens.shape[1])
     spec = _Classifier(run.problem, v, emb.shape[-1], *map(native.ptr, (emb, w_ih, b_ih, b_hh, w_out, b_out, logits)))
     ref, lib = ctypes.byref(spec), _kernel(w_hh.shape[1])
-    native.run_split(lambda k0, k1: lib.classifier_forward(ref, k0, k1), _steps_per_member(tokens, v))
+    native.run_split(lambda k0, k1: lib.classifier_forward(ref, k0, k1), [1] * k)
     return spec, run, logits
-
-
-def _steps_per_member(tokens: Tensor, pad: int) -> Tensor:
-    """Work estimate for splitting members across threads: columns that hold a real token."""
-    return (tokens != pad).any(dim=1).sum(dim=1)
 
 
 class NativeClassifier(torch.autograd.Function):
@@ -148,7 +143,7 @@ class NativeClassifier(torch.autograd.Function):
     def forward(ctx, tokens: Tensor, *params: Tensor) -> Tensor:  # type: ignore[override]
         params = tuple(p.contiguous() for p in params)
         ctx.spec, ctx.run, logits = _classifier_forward(tokens, params, save=True)
-        ctx.params, ctx.tokens = params, tokens
+        ctx.params = params
         return logits
 
     @staticmethod
@@ -161,7 +156,7 @@ class NativeClassifier(torch.autograd.Function):
         out = _Grads(*map(native.ptr, (*grads, dtable)))
         lib, dz = _kernel(ctx.params[4].shape[1]), dlogits.contiguous()
         ref, ref_out = ctypes.byref(spec), ctypes.byref(out)
-        work = _steps_per_member(ctx.tokens, ctx.params[0].shape[1])
+        work = [1] * len(dz)  # members split by count: their lengths differ too little to balance
         _check(native.run_split(lambda k0, k1: lib.classifier_backward(ref, k0, k1, native.ptr(dz), ref_out), work))
         return None, *grads
 

@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -100,19 +100,24 @@ def threads() -> int:
     return int(os.environ.get("LEARNLAB_THREADS") or len(os.sched_getaffinity(0)))
 
 
-def split(work: Tensor) -> list[tuple[int, int]]:
-    """Contiguous ranges of members of about equal total `work`, one per thread."""
+def split(work: Sequence[int]) -> list[tuple[int, int]]:
+    """Contiguous ranges of members of about equal total `work`, one per thread (plain Python: this
+    runs twice per training step, where a few tensor ops would cost more than the balancing gains)."""
     k = len(work)
     workers = min(threads(), k)
     if workers <= 1:
         return [(0, k)]
-    total = torch.cumsum(work.clamp(min=0).double(), 0)
-    cuts = torch.searchsorted(total, total[-1] * torch.arange(1, workers, dtype=torch.float64) / workers).tolist()
-    bounds = [0, *sorted({min(c + 1, k - 1) for c in cuts}), k]
+    total = sum(max(w, 0) for w in work)
+    bounds, done, target = [0], 0, total / workers
+    for i, w in enumerate(work[:-1]):
+        done += max(w, 0)
+        if done >= target * len(bounds) and len(bounds) < workers:
+            bounds.append(i + 1)
+    bounds.append(k)
     return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-def run_split(fn: Callable[[int, int], int], work: Tensor) -> list[int]:
+def run_split(fn: Callable[[int, int], int], work: Sequence[int]) -> list[int]:
     """fn(k0, k1) over ranges of members, in parallel; the caller's thread takes the first range."""
     ranges = split(work)
     rest = [_pool(len(ranges)).submit(fn, *r) for r in ranges[1:]]

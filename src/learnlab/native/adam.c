@@ -36,3 +36,10 @@ void adam_step(int64_t n, float *p, const float *g, float *m, float *v, float st
         memcpy(p + i, tp, bytes), memcpy(m + i, tm, bytes), memcpy(v + i, tv, bytes);
     }
 }
+
+/* One step for n tensors at once (one call from Python per training step). */
+void adam_step_all(int64_t n, const int64_t *sizes, float *const *p, float *const *g, float *const *m, float *const *v,
+                   float step_size, float beta1, float beta2, float weight_decay, float bias2_sqrt, float eps) {
+    for (int64_t t = 0; t < n; t++)
+        if (g[t]) adam_step(sizes[t], p[t], g[t], m[t], v[t], step_size, beta1, beta2, weight_decay, bias2_sqrt, eps);
+}

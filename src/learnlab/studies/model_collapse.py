@@ -44,6 +44,7 @@ ARMS = {
     "real-30": (False, 0.3),
     "real-50": (False, 0.5),
 }  # arm: (soft labels, share of real examples)
+LABEL_STEPS = 10  # steps of a chunk the teacher labels per call (bounds the memory of one call)
 LOSS_EVERY = 20  # training loss is kept every this many steps (the curves would otherwise dominate)
 
 
@@ -104,13 +105,27 @@ class SyntheticStream(a1.TrainingStream):
         tokens = torch.where(is_real[..., None], real, mixture)
         return {"tokens": tokens, "labels": d["real_pos"].float(), "is_real": is_real}  # labels: the truth
 
-    def batch(self, data: dict[str, Any], i: int) -> tuple[Tensor, Tensor]:
-        """Step i's tokens, labelled by the teacher except on real rows, which carry the truth."""
-        tokens, truth = super().batch(data, i)
-        with torch.no_grad():
-            p = torch.sigmoid(self.teacher(tokens))
-        target = torch.where(self.soft, p, (p > 0.5).float())
-        return tokens, torch.where(data["is_real"][:, i], truth, target)
+    @torch.no_grad()
+    def draw(self) -> dict[str, Any]:
+        """The chunk's inputs, labelled by the teacher except on real rows, which carry the truth.
+
+        The teacher labels the whole chunk here, LABEL_STEPS steps per call, off the training thread.
+        Its label for a sequence does not depend on what else is in the call: leading padding leaves
+        the LSTM state exactly zero, and each member's rows are computed independently.
+        """
+        data = super().draw()
+        tokens, truth = data["tokens"], data["labels"]
+        k, steps, b, width = tokens.shape
+        p = torch.cat(
+            [
+                torch.sigmoid(self.teacher(tokens[:, s : s + LABEL_STEPS].reshape(k, -1, width))).view(k, -1, b)
+                for s in range(0, steps, LABEL_STEPS)
+            ],
+            dim=1,
+        )
+        target = torch.where(self.soft[..., None], p, (p > 0.5).float())
+        data["labels"] = torch.where(data["is_real"], truth, target)
+        return data
 
 
 def train(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -59,18 +60,47 @@ class _Run:
     tensors: tuple[Tensor, ...]  # rows, table, w, start, gates, cell, tcell, hid, h_last
 
 
+class _Workspace:
+    """Float32 buffers handed back after use and handed out again: a training step's saved state is
+    megabytes, and fresh memory of that size costs page faults on every step. Thread-safe (the data
+    thread runs teacher models while training runs)."""
+
+    def __init__(self) -> None:
+        self.free: dict[tuple[int, ...], list[Tensor]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, *shape: int) -> Tensor:
+        with self.lock:
+            spare = self.free.get(shape)
+            if spare:
+                return spare.pop()
+        return torch.empty(shape)
+
+    def give(self, *tensors: Tensor) -> None:
+        with self.lock:
+            for t in tensors:
+                self.free.setdefault(tuple(t.shape), []).append(t)
+
+
+_workspace = _Workspace()
+
+
 def _prepare(
     table: Tensor, rows: Tensor, strides: tuple[int, ...], steps: int, b: int, w_hh: Tensor, start: Tensor, save: bool
 ) -> _Run:
     """rows: int64, element (k, t, b) at strides (k, t, b); buffers for `steps` steps of batch b."""
     k, r, g4 = table.shape
     hid, slots = g4 // 4, steps if save else 2
-    gates = table.new_empty(k, slots, b, g4)
-    cell, tcell, hs = (table.new_empty(k, slots, b, hid) for _ in range(3))
+    gates = _workspace.take(k, slots, b, g4)
+    cell, tcell, hs = (_workspace.take(k, slots, b, hid) for _ in range(3))
     h_last = table.new_empty(k, b, hid)
     tensors = (rows, table, w_hh, start, gates, cell, tcell, hs, h_last)
     problem = _Problem(steps, b, r, slots, *strides, *map(native.ptr, tensors))
     return _Run(problem, tensors)
+
+
+def _release(run: _Run) -> None:
+    _workspace.give(*run.tensors[4:8])
 
 
 def _members(fn, run: _Run, *args) -> list[int]:  # type: ignore[no-untyped-def]
@@ -96,7 +126,9 @@ def _lstm_forward(table: Tensor, rows: Tensor, w_hh: Tensor, start: Tensor, save
 
 
 def inference(table: Tensor, rows: Tensor, w_hh: Tensor, start: Tensor) -> Tensor:
-    return _lstm_forward(table, rows, w_hh, start, save=False).tensors[-1]
+    run = _lstm_forward(table, rows, w_hh, start, save=False)
+    _release(run)
+    return run.tensors[-1]
 
 
 class NativeLSTM(torch.autograd.Function):
@@ -115,6 +147,7 @@ class NativeLSTM(torch.autograd.Function):
         _, table, w_hh = run.tensors[:3]
         dtable, dw, dh = torch.zeros_like(table), torch.empty_like(w_hh), dh_last.contiguous().clone()
         _check(_members(_kernel(w_hh.shape[1]).lstm_backward, run, *map(native.ptr, (dh, dtable, dw))))
+        _release(run)
         return dtable, None, dw, None
 
 
@@ -125,7 +158,7 @@ def _classifier_forward(tokens: Tensor, params: tuple[Tensor, ...], save: bool) 
     emb, w_ih, b_ih, b_hh, w_hh, w_out, b_out = params
     k, v, _ = emb.shape
     tokens = tokens.long()
-    table = emb.new_empty(k, v + 1, w_ih.shape[-1])
+    table = _workspace.take(k, v + 1, w_ih.shape[-1])
     start = torch.empty(k, dtype=torch.long)
     sk, sb, st = tokens.stride()
     run = _prepare(table, tokens, (sk, st, sb), tokens.shape[2], tokens.shape[1], w_hh, start, save)
@@ -152,12 +185,14 @@ class NativeClassifier(torch.autograd.Function):
         if spec is None:
             raise RuntimeError("NativeClassifier's backward overwrites its saved buffers: no retain_graph")
         grads = tuple(torch.empty_like(p) for p in ctx.params)
-        dtable = torch.zeros_like(run.tensors[1])
+        dtable = _workspace.take(*run.tensors[1].shape).zero_()
         out = _Grads(*map(native.ptr, (*grads, dtable)))
         lib, dz = _kernel(ctx.params[4].shape[1]), dlogits.contiguous()
         ref, ref_out = ctypes.byref(spec), ctypes.byref(out)
         work = [1] * len(dz)  # members split by count: their lengths differ too little to balance
         _check(native.run_split(lambda k0, k1: lib.classifier_backward(ref, k0, k1, native.ptr(dz), ref_out), work))
+        _release(run)
+        _workspace.give(run.tensors[1], dtable)
         return None, *grads
 
 
@@ -165,4 +200,7 @@ def classifier_logits(tokens: Tensor, *params: Tensor) -> Tensor:
     """Logits through the kernel: differentiable when grad is on, else a forward that saves nothing."""
     if torch.is_grad_enabled() and any(p.requires_grad for p in params):
         return NativeClassifier.apply(tokens, *params)
-    return _classifier_forward(tokens, tuple(p.contiguous() for p in params), save=False)[2]
+    _, run, logits = _classifier_forward(tokens, tuple(p.contiguous() for p in params), save=False)
+    _release(run)
+    _workspace.give(run.tensors[1])
+    return logits

@@ -86,6 +86,15 @@ static inline vf vsigmoid(vf x) {
 static inline vf vtanh(vf x) { return splat(2.0f) * vsigmoid(splat(2.0f) * x) - splat(1.0f); }
 
 static inline vf load(const float *p) { return *(const vf *)p; }
+
+/* The sum of a vector's lanes, by halving (a fixed order: the same for every member). */
+static inline float hsum(vf x) {
+    float lanes[16];
+    memcpy(lanes, &x, sizeof lanes);
+    for (int half = 8; half > 0; half /= 2)
+        for (int l = 0; l < half; l++) lanes[l] += lanes[l + half];
+    return lanes[0];
+}
 static inline void store(float *p, vf v) { *(vf *)p = v; }
 
 /* acc[r] = x[r] + h[r] @ w for `rows` (1 or 2) rows; w [HID][G]. */
@@ -277,11 +286,16 @@ static void classifier_forward_member(const classifier *c, int64_t k) {
     const int64_t V = c->V, E = c->E, T = p->T, B = p->B;
     float *tab = p->table + k * (V + 1) * G;
     const float *emb = c->emb + k * V * E, *w_ih = c->w_ih + k * E * G;
-    for (int64_t v = 0; v < V; v++) {
-        float *row = tab + v * G;
-        for (int g = 0; g < G; g++) row[g] = c->b_ih[k * G + g] + c->b_hh[k * G + g];
-        for (int64_t e = 0; e < E; e++)
-            for (int g = 0; g < G; g++) row[g] += emb[v * E + e] * w_ih[e * G + g];
+    vf bias[NG];
+    for (int u = 0; u < NG; u++) bias[u] = load(c->b_ih + k * G + 16 * u) + load(c->b_hh + k * G + 16 * u);
+    for (int64_t v = 0; v < V; v++) { /* row v = bias + emb[v] @ w_ih */
+        vf acc[NG];
+        for (int u = 0; u < NG; u++) acc[u] = bias[u];
+        for (int64_t e = 0; e < E; e++) {
+            const vf x = splat(emb[v * E + e]);
+            for (int u = 0; u < NG; u++) acc[u] += x * load(w_ih + e * G + 16 * u);
+        }
+        for (int u = 0; u < NG; u++) store(tab + v * G + 16 * u, acc[u]);
     }
     for (int g = 0; g < G; g++) tab[V * G + g] = g < HID ? -1e4f : 0.0f; /* padding: input gate CLOSED */
     int64_t s = T;
@@ -318,34 +332,45 @@ int classifier_backward(const classifier *c, int64_t k0, int64_t k1, const float
     for (int64_t k = k0; k < k1; k++) {
         const float *h = p->h_last + k * B * HID, *w_out = c->w_out + k * HID, *dz = dlogits + k * B;
         float db = 0.0f;
-        for (int j = 0; j < HID; j++) d->w_out[k * HID + j] = 0.0f;
-        for (int64_t b = 0; b < B; b++) {
+        vf dw_out[NH];
+        for (int u = 0; u < NH; u++) dw_out[u] = splat(0.0f);
+        for (int64_t b = 0; b < B; b++) { /* the head: dh = dz w_out, d w_out = sum of dz h */
+            const vf x = splat(dz[b]);
             db += dz[b];
-            for (int j = 0; j < HID; j++) {
-                dh[b * HID + j] = dz[b] * w_out[j];
-                d->w_out[k * HID + j] += h[b * HID + j] * dz[b];
+            for (int u = 0; u < NH; u++) {
+                store(dh + b * HID + 16 * u, x * load(w_out + 16 * u));
+                dw_out[u] += x * load(h + b * HID + 16 * u);
             }
         }
+        for (int u = 0; u < NH; u++) store(d->w_out + k * HID + 16 * u, dw_out[u]);
         d->b_out[k] = db;
         backward_member(p, k, dh, d->dtable, d->w_hh, scratch);
         const float *dtab = d->dtable + k * (V + 1) * G, *emb = c->emb + k * V * E, *w_ih = c->w_ih + k * E * G;
-        float *db_ih = d->b_ih + k * G, *dw_ih = d->w_ih + k * E * G, *demb = d->emb + k * V * E;
-        for (int g = 0; g < G; g++) db_ih[g] = 0.0f;
-        for (int64_t e = 0; e < E; e++)
-            for (int g = 0; g < G; g++) dw_ih[e * G + g] = 0.0f;
-        for (int64_t v = 0; v < V; v++) { /* the padding row V takes no gradient back */
+        float *demb = d->emb + k * V * E;
+        vf dbias[NG]; /* the padding row V takes no gradient back: rows 0..V-1 only */
+        for (int u = 0; u < NG; u++) dbias[u] = splat(0.0f);
+        for (int64_t v = 0; v < V; v++) {
             const float *dr = dtab + v * G;
-            for (int g = 0; g < G; g++) db_ih[g] += dr[g];
-            for (int64_t e = 0; e < E; e++) {
+            for (int u = 0; u < NG; u++) dbias[u] += load(dr + 16 * u);
+            for (int64_t e = 0; e < E; e++) { /* d emb[v, e] = dtable[v] . w_ih[e] */
                 vf acc = splat(0.0f);
                 for (int u = 0; u < NG; u++) acc += load(dr + 16 * u) * load(w_ih + e * G + 16 * u);
-                float sum = 0.0f;
-                for (int l = 0; l < 16; l++) sum += acc[l];
-                demb[v * E + e] = sum;
-                for (int g = 0; g < G; g++) dw_ih[e * G + g] += emb[v * E + e] * dr[g];
+                demb[v * E + e] = hsum(acc);
             }
         }
-        memcpy(d->b_hh + k * G, db_ih, sizeof(float) * G);
+        for (int u = 0; u < NG; u++) {
+            store(d->b_ih + k * G + 16 * u, dbias[u]);
+            store(d->b_hh + k * G + 16 * u, dbias[u]);
+        }
+        for (int64_t e = 0; e < E; e++) { /* d w_ih[e] = sum over v of emb[v, e] dtable[v] */
+            vf acc[NG];
+            for (int u = 0; u < NG; u++) acc[u] = splat(0.0f);
+            for (int64_t v = 0; v < V; v++) {
+                const vf x = splat(emb[v * E + e]);
+                for (int u = 0; u < NG; u++) acc[u] += x * load(dtab + v * G + 16 * u);
+            }
+            for (int u = 0; u < NG; u++) store(d->w_ih + (k * E + e) * G + 16 * u, acc[u]);
+        }
     }
     restore_mode(mode);
     free(scratch);

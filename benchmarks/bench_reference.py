@@ -25,7 +25,7 @@ REFERENCE = ROOT.parent / "shared" / "reference"
 # study: (learnlab arguments after `run STUDY`, the reference script) for the same trainings
 CASES = {
     "hard-negatives": (["--arms", "baseline,concept"], "hardneg.py"),  # 2 arms x N seeds
-    # the command: generation 0 and 3 label-trained generations per chain; the reference trains 0, 1, 2
+    # 3 generations per chain (g0, g1, g2), as the reference trains them
     "model-collapse": (["--arms", "hard-labels", "--set", "generations=3"], "collapse.py"),
 }
 

@@ -14,6 +14,7 @@ def test_smoke_run_has_every_generation_and_verdicts(tmp_path):
     assert list(table) == list(a2.ARMS)
     for cells in table.values():
         assert {f"hard_g{g}" for g in range(3)} | {"agree_g1", "agree_g2"} <= set(cells)
+        assert "hard_g3" not in cells  # `generations` counts generation 0: 3 are g0, g1, g2
     # every arm's chains start from the same generation 0
     assert len({tuple(cells["hard_g0"]["values"]) for cells in table.values()}) == 1
     assert len(summary["claims"]) == len(a2.CLAIMS)

@@ -13,7 +13,8 @@ generation of its own chain. Arms: `hard-labels` (the teacher's hard labels, p >
 labels, with that share of each batch replaced by ground-truth examples: sorted vs one-swap, true
 labels). A chain is one master seed; every arm's chain starts from the same generation 0, and all
 chains of all arms train as one ensemble per generation, the previous generation labelling every
-student's batch. After each generation g, on A1's test sets: `hard_g{g}` and `easy_g{g}` accuracy, and
+student's batch. `generations` counts them all: 10 (the default) are g0 .. g9, and 3 are the source's
+g0, g1, g2. After each generation g, on A1's test sets: `hard_g{g}` and `easy_g{g}` accuracy, and
 `agree_g{g}`, the share of one-swap test sequences that student and teacher label alike.
 """
 
@@ -49,7 +50,7 @@ LOSS_EVERY = 20  # training loss is kept every this many steps (the curves would
 
 
 class Config(a1.SortednessConfig):
-    generations: int = Field(10, ge=1, description="generations trained on labels, after generation 0")
+    generations: int = Field(10, ge=1, description="generations per chain, generation 0 included (g0 .. g{n-1})")
 
     @field_validator("arms")
     @classmethod
@@ -58,8 +59,8 @@ class Config(a1.SortednessConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"steps": 40, "seeds": 2, "generations": 2, "eval_size": 50},
-    "laptop": {},  # 20 chains x 6 arms x 10 generations: about 10 minutes on 2 cores
+    "smoke": {"steps": 40, "seeds": 2, "generations": 3, "eval_size": 50},
+    "laptop": {},  # 20 chains x 6 arms x 10 generations (g0 .. g9): about 2 minutes on 2 cores
     "paper": {},
 }
 
@@ -129,12 +130,12 @@ class SyntheticStream(a1.TrainingStream):
 
 
 def train(
-    cfg: a1.SortednessConfig, arms: list[str], ctx: RunContext, generations: int
+    cfg: a1.SortednessConfig, arms: list[str], ctx: RunContext, last: int
 ) -> tuple[list[EnsembleLSTMClassifier], list[tuple[str, int]], list[Tensor]]:
-    """Every arm's chains through `generations` label-trained generations.
+    """Every arm's chains from generation 0 through generation `last`.
 
     Returns generation g's ensemble (member k is members[k]; generation 0 is shared by every arm) and its
-    training losses [steps, K], for g = 0..generations. Also how `robustness` obtains A2's models.
+    training losses [steps, K], for g = 0..last. Also how `robustness` obtains A2's models.
     """
     seeds = cfg.seed_list
     members = [(arm, seed) for arm in arms for seed in seeds]
@@ -143,7 +144,7 @@ def train(
     losses: list[Tensor] = []
 
     with ctx.progress(
-        f"model-collapse · {len(members)} models · {generations + 1} generations", (generations + 1) * cfg.steps
+        f"model-collapse · {len(members)} models · {last + 1} generations", (last + 1) * cfg.steps
     ) as update:
 
         def generation(g: int, chain_seeds: list[int], init: str, stream) -> tuple[EnsembleLSTMClassifier, Tensor]:
@@ -169,7 +170,7 @@ def train(
         models.append(select_members(gen0, member_seed).eval())
         losses.append(gen0_losses[:, member_seed.cpu()])
 
-        for g in range(1, generations + 1):
+        for g in range(1, last + 1):
             stream = SyntheticStream(cfg, seeds, member_seed, [a for a, _ in members], g, models[-1])
             student, student_losses = generation(g, [s for _, s in members], f"init-g{g}", stream)
             models.append(student.eval())
@@ -178,7 +179,7 @@ def train(
 
 
 def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
-    models, members, losses = train(cfg, cfg.arms or list(ARMS), ctx, cfg.generations)
+    models, members, losses = train(cfg, cfg.arms or list(ARMS), ctx, cfg.generations - 1)
     seeds = cfg.seed_list
     member_seed = torch.tensor([seeds.index(s) for _, s in members], device=cfg.device)
     sets = a1.stack_sets(

@@ -125,3 +125,11 @@ def test_native_classifier_matches_the_pytorch_model_in_logits_and_every_gradien
         ref = run()
     for a, b in zip(ours, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=2e-6)
+
+
+def test_out_of_range_tokens_raise_instead_of_reading_past_the_table():
+    from learnlab.models.lstm import EnsembleLSTMClassifier
+
+    model = EnsembleLSTMClassifier(2, 10, 4, 16)
+    with pytest.raises(IndexError, match="out of range"):
+        model(torch.full((2, 3, 5), 11))  # 10 is the padding token; 11 does not exist

@@ -90,6 +90,10 @@ def _prepare(
 ) -> _Run:
     """rows: int64, element (k, t, b) at strides (k, t, b); buffers for `steps` steps of batch b."""
     k, r, g4 = table.shape
+    if rows.numel():  # C reads table rows by these indices unchecked: out of range must fail here
+        low, high = torch.aminmax(rows)
+        if int(low) < 0 or int(high) >= r:
+            raise IndexError(f"LSTM input index out of range: [{int(low)}, {int(high)}] for a table of {r} rows")
     hid, slots = g4 // 4, steps if save else 2
     gates = _workspace.take(k, slots, b, g4)
     cell, tcell, hs = (_workspace.take(k, slots, b, hid) for _ in range(3))

@@ -50,7 +50,7 @@ LOSS_EVERY = 20  # training loss is kept every this many steps (the curves would
 
 
 class Config(a1.SortednessConfig):
-    generations: int = Field(10, ge=1, description="generations per chain, generation 0 included (g0 .. g{n-1})")
+    generations: int = Field(10, ge=2, description="generations per chain, generation 0 included (g0 .. g{n-1})")
 
     @field_validator("arms")
     @classmethod

@@ -133,3 +133,17 @@ def test_out_of_range_tokens_raise_instead_of_reading_past_the_table():
     model = EnsembleLSTMClassifier(2, 10, 4, 16)
     with pytest.raises(IndexError, match="out of range"):
         model(torch.full((2, 3, 5), 11))  # 10 is the padding token; 11 does not exist
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_runs_the_kernels_on_threads_of_its_own():
+    import os
+
+    table, rows, w = torch.randn(4, 5, 64), torch.randint(0, 5, (4, 3, 2)), torch.randn(4, 16, 64)
+    expected = lstm.lstm_last_hidden(table, rows, w)  # the parent's thread pool now exists
+    pid = os.fork()
+    if pid == 0:  # the child: the same call must not wait on the parent's (absent) threads
+        __import__("signal").alarm(30)  # a hang ends the child (and fails the test) instead of the suite
+        os._exit(0 if torch.equal(lstm.lstm_last_hidden(table, rows, w), expected) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -11,6 +11,7 @@ re-draws that chunk and goes on identically.
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,9 @@ class Chunk:
 @functools.cache
 def _drawer() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="learnlab-data")
+
+
+os.register_at_fork(after_in_child=_drawer.cache_clear)  # a forked child has none of the parent's threads
 
 
 class ChunkedStream:

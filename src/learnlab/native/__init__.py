@@ -94,10 +94,16 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="learnlab-native")
 
 
+os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child has none of the parent's threads
+
+
 @functools.cache
 def threads() -> int:
     """Threads the kernels use: `$LEARNLAB_THREADS`, else the cores this process may run on."""
-    return int(os.environ.get("LEARNLAB_THREADS") or len(os.sched_getaffinity(0)))
+    if configured := os.environ.get("LEARNLAB_THREADS"):
+        return int(configured)
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere all cores
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 def split(work: Sequence[int]) -> list[tuple[int, int]]:

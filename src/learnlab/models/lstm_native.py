@@ -107,11 +107,14 @@ def _release(run: _Run) -> None:
     _workspace.give(*run.tensors[4:8])
 
 
-def _members(fn, run: _Run, *args) -> list[int]:  # type: ignore[no-untyped-def]
-    """fn(&problem, k0, k1, *args) over ranges of members, balanced by the steps each runs."""
-    ref = ctypes.byref(run.problem)
-    work = [run.problem.T - s for s in run.tensors[3].tolist()]
+def _members(fn, spec: ctypes.Structure, work: list[int], *args) -> list[int]:  # type: ignore[no-untyped-def]
+    """fn(&spec, k0, k1, *args) over ranges of members, split across threads by `work`."""
+    ref = ctypes.byref(spec)
     return native.run_split(lambda k0, k1: fn(ref, k0, k1, *args), work)
+
+
+def _steps_run(run: _Run) -> list[int]:
+    return [run.problem.T - s for s in run.tensors[3].tolist()]
 
 
 def _check(status: list[int]) -> None:
@@ -125,7 +128,7 @@ def _check(status: list[int]) -> None:
 def _lstm_forward(table: Tensor, rows: Tensor, w_hh: Tensor, start: Tensor, save: bool) -> _Run:
     table, w_hh, rows, start = table.contiguous(), w_hh.contiguous(), rows.long(), start.long().contiguous()
     run = _prepare(table, rows, rows.stride(), rows.shape[1], rows.shape[2], w_hh, start, save)
-    _members(_kernel(w_hh.shape[1]).lstm_forward, run)
+    _members(_kernel(w_hh.shape[1]).lstm_forward, run.problem, _steps_run(run))
     return run
 
 
@@ -150,7 +153,8 @@ class NativeLSTM(torch.autograd.Function):
             raise RuntimeError("NativeLSTM's backward overwrites its saved buffers: no retain_graph")
         _, table, w_hh = run.tensors[:3]
         dtable, dw, dh = torch.zeros_like(table), torch.empty_like(w_hh), dh_last.contiguous().clone()
-        _check(_members(_kernel(w_hh.shape[1]).lstm_backward, run, *map(native.ptr, (dh, dtable, dw))))
+        pointers = map(native.ptr, (dh, dtable, dw))
+        _check(_members(_kernel(w_hh.shape[1]).lstm_backward, run.problem, _steps_run(run), *pointers))
         _release(run)
         return dtable, None, dw, None
 
@@ -168,8 +172,7 @@ def _classifier_forward(tokens: Tensor, params: tuple[Tensor, ...], save: bool) 
     run = _prepare(table, tokens, (sk, st, sb), tokens.shape[2], tokens.shape[1], w_hh, start, save)
     logits = emb.new_empty(k, tokens.shape[1])
     spec = _Classifier(run.problem, v, emb.shape[-1], *map(native.ptr, (emb, w_ih, b_ih, b_hh, w_out, b_out, logits)))
-    ref, lib = ctypes.byref(spec), _kernel(w_hh.shape[1])
-    native.run_split(lambda k0, k1: lib.classifier_forward(ref, k0, k1), [1] * k)
+    _members(_kernel(w_hh.shape[1]).classifier_forward, spec, [1] * k)  # lengths differ too little to balance
     return spec, run, logits
 
 
@@ -192,9 +195,7 @@ class NativeClassifier(torch.autograd.Function):
         dtable = _workspace.take(*run.tensors[1].shape).zero_()
         out = _Grads(*map(native.ptr, (*grads, dtable)))
         lib, dz = _kernel(ctx.params[4].shape[1]), dlogits.contiguous()
-        ref, ref_out = ctypes.byref(spec), ctypes.byref(out)
-        work = [1] * len(dz)  # members split by count: their lengths differ too little to balance
-        _check(native.run_split(lambda k0, k1: lib.classifier_backward(ref, k0, k1, native.ptr(dz), ref_out), work))
+        _check(_members(lib.classifier_backward, spec, [1] * len(dz), native.ptr(dz), ctypes.byref(out)))
         _release(run)
         _workspace.give(run.tensors[1], dtable)
         return None, *grads

@@ -127,6 +127,33 @@ def test_native_classifier_matches_the_pytorch_model_in_logits_and_every_gradien
         torch.testing.assert_close(a, b, rtol=1e-5, atol=2e-6)
 
 
+def test_fused_bce_step_gives_autograds_losses_and_gradients_and_each_member_its_own():
+    from learnlab.engine.rng import generator
+    from learnlab.models.lstm import EnsembleLSTMClassifier
+
+    model = EnsembleLSTMClassifier(4, 10, 4, 16)
+    model.reset_parameters([generator(s, "init") for s in range(4)])
+    gen = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, 10, (4, 6, 8), generator=gen)
+    tokens[1, :, :4] = 10  # a member that starts late
+    labels = torch.rand(4, 6, generator=gen)  # soft labels too
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(tokens), labels, reduction="none").mean(1)
+    loss.sum().backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    fused = model.bce_step(tokens, labels)
+    torch.testing.assert_close(fused, loss.detach(), rtol=1e-6, atol=1e-6)
+    for p, g in zip(model.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-8)
+    crowd = [p.grad[2].clone() for p in model.parameters()]
+    alone = EnsembleLSTMClassifier(1, 10, 4, 16)
+    with torch.no_grad():
+        for q, p in zip(alone.parameters(), model.parameters(), strict=True):
+            q.copy_(p[2:3])
+    assert torch.equal(alone.bce_step(tokens[2:3], labels[2:3]), fused[2:3])
+    assert all(torch.equal(q.grad[0], g) for q, g in zip(alone.parameters(), crowd, strict=True))
+
+
 def test_out_of_range_tokens_raise_instead_of_reading_past_the_table():
     from learnlab.models.lstm import EnsembleLSTMClassifier
 

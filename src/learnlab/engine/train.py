@@ -23,6 +23,8 @@ from learnlab.engine.adam import adam
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[nn.Module, Batch], Tensor]  # returns per-model losses [K]
 EvalFn = Callable[[nn.Module], dict[str, Tensor]]  # returns per-model metrics {name: [K]}
+# per-model losses [K] with the gradients of their sum already in .grad, or None to fall back on autograd
+FusedStep = Callable[[nn.Module, Batch], Tensor | None]
 
 
 @dataclass
@@ -63,11 +65,13 @@ def train_ensemble(
     eval_every: int = 0,
     on_step: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    fused_step: FusedStep | None = None,
 ) -> TrainLog:
     """Train all members of `model` together with Adam; `batch(step)` gives every member its own batch.
 
     With a checkpoint, training resumes from it when one exists and saves one every `checkpoint.every`
-    steps; a resumed run gives exactly the result of an uninterrupted one.
+    steps; a resumed run gives exactly the result of an uninterrupted one. `fused_step`, where given and
+    able to run, replaces the loss, zero_grad and backward with one call (the same gradients).
     """
     optimizer = adam(model.parameters(), lr=lr, weight_decay=weight_decay)  # treats every member alike
     losses: Tensor | None = None  # [steps, K], filled in as training goes
@@ -81,9 +85,12 @@ def train_ensemble(
         losses, log.evals, start = state["losses"], state["evals"], state["step"]
     with _small_ops(model):
         for step in range(start, steps):
-            per_model = loss_fn(model, batch(step))
-            optimizer.zero_grad(set_to_none=True)
-            per_model.sum().backward()
+            data = batch(step)
+            per_model = fused_step(model, data) if fused_step is not None else None
+            if per_model is None:
+                per_model = loss_fn(model, data)
+                optimizer.zero_grad(set_to_none=True)
+                per_model.sum().backward()
             optimizer.step()
             if losses is None:
                 losses = per_model.new_zeros(steps, len(per_model))

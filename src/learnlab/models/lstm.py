@@ -248,8 +248,23 @@ class EnsembleLSTMClassifier(nn.Module):
         start = torch.where(started.any(dim=1), started.to(torch.uint8).argmax(dim=1), tokens.shape[2])
         return lstm_last_hidden(self.input_table(), tokens.transpose(1, 2), self.w_hh, start)
 
+    def _params(self) -> tuple[Tensor, ...]:
+        return (self.embedding, self.w_ih, self.b_ih, self.b_hh, self.w_hh, self.w_out, self.b_out)
+
+    def bce_step(self, tokens: Tensor, labels: Tensor) -> Tensor | None:
+        """A training step's per-member mean BCE-with-logits losses [K] (labels [K, B] in [0, 1]) with the
+        gradients of their sum put in each parameter's .grad, in one native call and without autograd;
+        None where the native kernel cannot run (use autograd then). The .grad tensors are reused."""
+        params = self._params()
+        if not lstm_native.usable(self.hidden_size, *params):
+            return None
+        for p in params:
+            if p.grad is None or p.grad.shape != p.shape:
+                p.grad = torch.empty_like(p, memory_format=torch.contiguous_format)
+        return lstm_native.classifier_bce_step(tokens, labels, params, tuple(p.grad for p in params))
+
     def forward(self, tokens: Tensor) -> Tensor:
-        params = (self.embedding, self.w_ih, self.b_ih, self.b_hh, self.w_hh, self.w_out, self.b_out)
+        params = self._params()
         if lstm_native.usable(self.hidden_size, *params):  # the whole model in one kernel call
             return lstm_native.classifier_logits(tokens, *params)
         hidden = self.last_hidden(tokens)

@@ -43,7 +43,9 @@ def _kernel(hidden: int) -> ctypes.CDLL | None:
         lib.lstm_backward.argtypes = [ctypes.POINTER(_Problem), ctypes.c_int64, ctypes.c_int64, _P, _P, _P]
         lib.classifier_forward.argtypes = [ctypes.POINTER(_Classifier), ctypes.c_int64, ctypes.c_int64]
         lib.classifier_backward.argtypes = [ctypes.POINTER(_Classifier), ctypes.c_int64, ctypes.c_int64, _P, _P]
-        lib.lstm_backward.restype = lib.classifier_backward.restype = ctypes.c_int
+        lib.classifier_bce_step.argtypes = [ctypes.POINTER(_Classifier), ctypes.c_int64, ctypes.c_int64, _P, _P, _P]
+        for fn in (lib.lstm_backward, lib.classifier_backward, lib.classifier_bce_step):
+            fn.restype = ctypes.c_int
     return lib
 
 
@@ -162,7 +164,10 @@ class NativeLSTM(torch.autograd.Function):
 # --- TinyLSTM: logits of Embedding -> LSTM -> Linear ------------------------------------------------
 
 
-def _classifier_forward(tokens: Tensor, params: tuple[Tensor, ...], save: bool) -> tuple[_Classifier, _Run, Tensor]:
+def _classifier_forward_spec(
+    tokens: Tensor, params: tuple[Tensor, ...], save: bool
+) -> tuple[_Classifier, _Run, Tensor]:
+    """The kernel's arguments and buffers for TinyLSTM on tokens [K, B, T]; nothing computed yet."""
     emb, w_ih, b_ih, b_hh, w_hh, w_out, b_out = params
     k, v, _ = emb.shape
     tokens = tokens.long()
@@ -172,7 +177,12 @@ def _classifier_forward(tokens: Tensor, params: tuple[Tensor, ...], save: bool) 
     run = _prepare(table, tokens, (sk, st, sb), tokens.shape[2], tokens.shape[1], w_hh, start, save)
     logits = emb.new_empty(k, tokens.shape[1])
     spec = _Classifier(run.problem, v, emb.shape[-1], *map(native.ptr, (emb, w_ih, b_ih, b_hh, w_out, b_out, logits)))
-    _members(_kernel(w_hh.shape[1]).classifier_forward, spec, [1] * k)  # lengths differ too little to balance
+    return spec, run, logits
+
+
+def _classifier_forward(tokens: Tensor, params: tuple[Tensor, ...], save: bool) -> tuple[_Classifier, _Run, Tensor]:
+    spec, run, logits = _classifier_forward_spec(tokens, params, save)
+    _members(_kernel(params[4].shape[1]).classifier_forward, spec, [1] * len(logits))  # lengths: too alike to balance
     return spec, run, logits
 
 
@@ -209,3 +219,23 @@ def classifier_logits(tokens: Tensor, *params: Tensor) -> Tensor:
     _release(run)
     _workspace.give(run.tensors[1])
     return logits
+
+
+def classifier_bce_step(
+    tokens: Tensor, labels: Tensor, params: tuple[Tensor, ...], grads: tuple[Tensor, ...]
+) -> Tensor:
+    """A training step's forward and backward in one kernel call, without autograd: returns each member's
+    mean BCE-with-logits loss [K] on labels [K, B] and writes the gradients of their sum into `grads`
+    (tensors shaped like `params`). The gradients equal autograd's through `NativeClassifier` up to
+    rounding in the sigmoid; one hand-off to the threads per step instead of two."""
+    params = tuple(p.contiguous() for p in params)
+    spec, run, _ = _classifier_forward_spec(tokens, params, save=True)
+    labels = labels.to(torch.float32).contiguous()
+    loss = labels.new_empty(len(labels))
+    dtable = _workspace.take(*run.tensors[1].shape)  # each member's slice is zeroed by the kernel
+    out = _Grads(*map(native.ptr, (*grads, dtable)))
+    pointers = native.ptr(labels), native.ptr(loss), ctypes.byref(out)
+    _check(_members(_kernel(params[4].shape[1]).classifier_bce_step, spec, [1] * len(loss), *pointers))
+    _release(run)
+    _workspace.give(run.tensors[1], dtable)
+    return loss

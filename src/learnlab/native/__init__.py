@@ -59,7 +59,7 @@ def _build(source: Path, defines: tuple[str, ...], compiler: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             built = Path(tmp) / target.name
-            command = [compiler, *flags, str(source), "-o", str(built)]
+            command = [compiler, *flags, str(source), "-o", str(built), "-lm"]
             subprocess.run(command, check=True, capture_output=True, text=True)
             os.replace(built, target)  # atomic: concurrent processes never load a half-written library
     return target

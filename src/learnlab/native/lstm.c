@@ -22,6 +22,7 @@
  * tokens, and a linear head to one logit per sequence.
  * Compiled with -DHID=<hidden size>; HID must be a multiple of 16 (one 16-float vector).
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,58 +322,94 @@ void classifier_forward(const classifier *c, int64_t k0, int64_t k1) {
     restore_mode(mode);
 }
 
-/* Gradients of sum(dlogits * logits) for members [k0, k1), after classifier_forward with slots = T. */
-int classifier_backward(const classifier *c, int64_t k0, int64_t k1, const float *dlogits, const classifier_grads *d) {
+/* Member k's gradients of sum(dz * logits_k) into d (dtable's member k must be zero), after its forward
+ * with slots = T; dh is scratch of B*HID floats, scratch as backward_member's. */
+static void classifier_backward_member(const classifier *c, int64_t k, const float *dz, const classifier_grads *d,
+                                       float *dh, float *scratch) {
     const lstm_problem *p = &c->lstm;
     const int64_t V = c->V, E = c->E, B = p->B;
-    float *scratch = scratch_for(B);
-    if (!scratch) return 1;
-    const unsigned mode = flush_subnormals();
-    float *dh = scratch + G * HID + B * HID;
-    for (int64_t k = k0; k < k1; k++) {
-        const float *h = p->h_last + k * B * HID, *w_out = c->w_out + k * HID, *dz = dlogits + k * B;
-        float db = 0.0f;
-        vf dw_out[NH];
-        for (int u = 0; u < NH; u++) dw_out[u] = splat(0.0f);
-        for (int64_t b = 0; b < B; b++) { /* the head: dh = dz w_out, d w_out = sum of dz h */
-            const vf x = splat(dz[b]);
-            db += dz[b];
-            for (int u = 0; u < NH; u++) {
-                store(dh + b * HID + 16 * u, x * load(w_out + 16 * u));
-                dw_out[u] += x * load(h + b * HID + 16 * u);
-            }
-        }
-        for (int u = 0; u < NH; u++) store(d->w_out + k * HID + 16 * u, dw_out[u]);
-        d->b_out[k] = db;
-        backward_member(p, k, dh, d->dtable, d->w_hh, scratch);
-        const float *dtab = d->dtable + k * (V + 1) * G, *emb = c->emb + k * V * E, *w_ih = c->w_ih + k * E * G;
-        float *demb = d->emb + k * V * E;
-        vf dbias[NG]; /* the padding row V takes no gradient back: rows 0..V-1 only */
-        for (int u = 0; u < NG; u++) dbias[u] = splat(0.0f);
-        for (int64_t v = 0; v < V; v++) {
-            const float *dr = dtab + v * G;
-            for (int u = 0; u < NG; u++) dbias[u] += load(dr + 16 * u);
-            for (int64_t e = 0; e < E; e++) { /* d emb[v, e] = dtable[v] . w_ih[e] */
-                vf acc = splat(0.0f);
-                for (int u = 0; u < NG; u++) acc += load(dr + 16 * u) * load(w_ih + e * G + 16 * u);
-                demb[v * E + e] = hsum(acc);
-            }
-        }
-        for (int u = 0; u < NG; u++) {
-            store(d->b_ih + k * G + 16 * u, dbias[u]);
-            store(d->b_hh + k * G + 16 * u, dbias[u]);
-        }
-        for (int64_t e = 0; e < E; e++) { /* d w_ih[e] = sum over v of emb[v, e] dtable[v] */
-            vf acc[NG];
-            for (int u = 0; u < NG; u++) acc[u] = splat(0.0f);
-            for (int64_t v = 0; v < V; v++) {
-                const vf x = splat(emb[v * E + e]);
-                for (int u = 0; u < NG; u++) acc[u] += x * load(dtab + v * G + 16 * u);
-            }
-            for (int u = 0; u < NG; u++) store(d->w_ih + (k * E + e) * G + 16 * u, acc[u]);
+    const float *h = p->h_last + k * B * HID, *w_out = c->w_out + k * HID;
+    float db = 0.0f;
+    vf dw_out[NH];
+    for (int u = 0; u < NH; u++) dw_out[u] = splat(0.0f);
+    for (int64_t b = 0; b < B; b++) { /* the head: dh = dz w_out, d w_out = sum of dz h */
+        const vf x = splat(dz[b]);
+        db += dz[b];
+        for (int u = 0; u < NH; u++) {
+            store(dh + b * HID + 16 * u, x * load(w_out + 16 * u));
+            dw_out[u] += x * load(h + b * HID + 16 * u);
         }
     }
+    for (int u = 0; u < NH; u++) store(d->w_out + k * HID + 16 * u, dw_out[u]);
+    d->b_out[k] = db;
+    backward_member(p, k, dh, d->dtable, d->w_hh, scratch);
+    const float *dtab = d->dtable + k * (V + 1) * G, *emb = c->emb + k * V * E, *w_ih = c->w_ih + k * E * G;
+    float *demb = d->emb + k * V * E;
+    vf dbias[NG]; /* the padding row V takes no gradient back: rows 0..V-1 only */
+    for (int u = 0; u < NG; u++) dbias[u] = splat(0.0f);
+    for (int64_t v = 0; v < V; v++) {
+        const float *dr = dtab + v * G;
+        for (int u = 0; u < NG; u++) dbias[u] += load(dr + 16 * u);
+        for (int64_t e = 0; e < E; e++) { /* d emb[v, e] = dtable[v] . w_ih[e] */
+            vf acc = splat(0.0f);
+            for (int u = 0; u < NG; u++) acc += load(dr + 16 * u) * load(w_ih + e * G + 16 * u);
+            demb[v * E + e] = hsum(acc);
+        }
+    }
+    for (int u = 0; u < NG; u++) {
+        store(d->b_ih + k * G + 16 * u, dbias[u]);
+        store(d->b_hh + k * G + 16 * u, dbias[u]);
+    }
+    for (int64_t e = 0; e < E; e++) { /* d w_ih[e] = sum over v of emb[v, e] dtable[v] */
+        vf acc[NG];
+        for (int u = 0; u < NG; u++) acc[u] = splat(0.0f);
+        for (int64_t v = 0; v < V; v++) {
+            const vf x = splat(emb[v * E + e]);
+            for (int u = 0; u < NG; u++) acc[u] += x * load(dtab + v * G + 16 * u);
+        }
+        for (int u = 0; u < NG; u++) store(d->w_ih + (k * E + e) * G + 16 * u, acc[u]);
+    }
+}
+
+/* Gradients of sum(dlogits * logits) for members [k0, k1), after classifier_forward with slots = T. */
+int classifier_backward(const classifier *c, int64_t k0, int64_t k1, const float *dlogits, const classifier_grads *d) {
+    float *scratch = scratch_for(c->lstm.B);
+    if (!scratch) return 1;
+    const unsigned mode = flush_subnormals();
+    for (int64_t k = k0; k < k1; k++)
+        classifier_backward_member(c, k, dlogits + k * c->lstm.B, d, scratch + G * HID + c->lstm.B * HID, scratch);
     restore_mode(mode);
     free(scratch);
+    return 0;
+}
+
+/* A whole training step's forward and backward for members [k0, k1) under the loss
+ *   loss_k = mean over b of BCE-with-logits(logits[k, b], labels[k, b]),
+ * without a round trip through Python between them: writes loss [K] and the gradients of sum_k loss_k.
+ * d(loss_k)/d(logit) = (sigmoid(z) - y) * (1/B), in the order PyTorch's autograd computes it. */
+int classifier_bce_step(const classifier *c, int64_t k0, int64_t k1, const float *labels, float *loss,
+                        const classifier_grads *d) {
+    const int64_t B = c->lstm.B, rows = (c->V + 1) * G;
+    float *scratch = scratch_for(B), *dz = malloc(sizeof(float) * B);
+    if (!scratch || !dz) {
+        free(scratch), free(dz);
+        return 1;
+    }
+    const unsigned mode = flush_subnormals();
+    const float inv_b = 1.0f / (float)B;
+    for (int64_t k = k0; k < k1; k++) {
+        classifier_forward_member(c, k);
+        const float *z = c->logits + k * B, *y = labels + k * B;
+        double total = 0.0;
+        for (int64_t b = 0; b < B; b++) {
+            total += fmaxf(z[b], 0.0f) - z[b] * y[b] + log1pf(expf(-fabsf(z[b])));
+            dz[b] = (1.0f / (1.0f + expf(-z[b])) - y[b]) * inv_b;
+        }
+        loss[k] = (float)(total / (double)B);
+        memset(d->dtable + k * rows, 0, sizeof(float) * rows);
+        classifier_backward_member(c, k, dz, d, scratch + G * HID + B * HID, scratch);
+    }
+    restore_mode(mode);
+    free(scratch), free(dz);
     return 0;
 }

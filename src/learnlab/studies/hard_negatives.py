@@ -170,6 +170,11 @@ def bce_per_model(model: EnsembleLSTMClassifier, batch: tuple[Tensor, Tensor]) -
     return F.binary_cross_entropy_with_logits(model(tokens), labels, reduction="none").mean(dim=1)
 
 
+def bce_fused(model: EnsembleLSTMClassifier, batch: tuple[Tensor, Tensor]) -> Tensor | None:
+    """`bce_per_model` and its backward in one native call (None where the kernel cannot run)."""
+    return model.bce_step(*batch)
+
+
 def accuracy(model: EnsembleLSTMClassifier, tokens: Tensor, labels: Tensor, chunk: int = 500) -> Tensor:
     """Per-member accuracy on its own test set; tokens [K, N, T], labels [N]."""
     truth = labels > 0.5
@@ -214,6 +219,7 @@ def train(
             eval_every=eval_every,
             on_step=update,
             checkpoint=ctx.checkpoint("train"),
+            fused_step=bce_fused,
         )
     return model, members, log
 

@@ -160,6 +160,7 @@ def train(
                 weight_decay=cfg.weight_decay,
                 on_step=lambda s: update(g * cfg.steps + s),
                 checkpoint=ctx.checkpoint(f"gen{g}"),
+                fused_step=a1.bce_fused,
             )
             return model, log.losses
 

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from pydantic import ValidationError
 
+import learnlab.reporting as reporting_modules
 from learnlab.config import (
     StudyConfig,
     build_config,
@@ -123,6 +124,7 @@ def execute(
     (into `workdir`, when given)."""
     started = time.perf_counter()
     ctx = RunContext(lambda desc, total: progress_bar(desc, total, progress), workdir, checkpoint_every)
+    reporting_modules.warm_up()
     with deterministic():
         metrics = spec.measure(cfg, ctx)
     metrics = metrics[COLUMNS].astype({"seed": "int64", "step": "int64", "value": "float64"})

@@ -14,8 +14,6 @@ from typing import Any
 
 import pandas as pd
 
-from learnlab.reporting import figures as figs
-
 Block = tuple[str, Any]
 
 
@@ -187,6 +185,8 @@ def render(
     metrics: pd.DataFrame | None = None,
 ) -> None:
     """Write the figures (PNG), report.md and report.html into run_dir."""
+    from learnlab.reporting import figures as figs  # matplotlib: imported where figures are drawn
+
     if metrics is None:
         metrics = pd.read_parquet(run_dir / "metrics.parquet")
     made = {"learning_curves": figs.learning_curves(metrics), "final": figs.final_table(summary)}

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 Cell = dict[str, Any]
 Table = dict[str, dict[str, Cell]]
@@ -28,6 +27,8 @@ def describe(values: list[float] | np.ndarray) -> Cell:
     if x.size < 2 or np.ptp(x) == 0:
         lo = hi = mean
     else:
+        from scipy import stats  # 0.4 s to import: only when a run reaches its statistics
+
         res = stats.bootstrap(
             (x,),
             np.mean,

@@ -200,8 +200,11 @@ def run(
     return _complete(spec, cfg, out_dir, work, progress, checkpoint_every)
 
 
-def resume(run_dir: str | Path, *, progress: bool = True, checkpoint_every: int = 200) -> dict[str, Any]:
-    """Continue an interrupted run from its last checkpoint; the result equals an uninterrupted run."""
+def resume(
+    run_dir: str | Path, *, progress: bool = True, checkpoint_every: int = 200, study: str | None = None
+) -> dict[str, Any]:
+    """Continue an interrupted run from its last checkpoint; the result equals an uninterrupted run.
+    With `study`, the interrupted run must be of that study."""
     out_dir = Path(run_dir)
     work = partial_dir(out_dir)
     if not (work / "config.yaml").is_file():
@@ -209,6 +212,8 @@ def resume(run_dir: str | Path, *, progress: bool = True, checkpoint_every: int 
     check_free(out_dir)
     values = config_from_yaml(work / "config.yaml")
     spec = get_study(str(values.get("study", "")))
+    if study is not None and study != spec.name:
+        raise LearnlabError(f"--resume {str(out_dir)!r} is a {spec.name!r} run, not {study!r}")
     try:
         cfg = spec.config.model_validate(values)
     except ValidationError as err:

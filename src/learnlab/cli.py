@@ -74,8 +74,14 @@ def list_cmd() -> None:
 @run_options
 @click.option("--out", type=click.Path(path_type=Path), help="run directory (default: runs/STUDY-PRESET-TIME)")
 @click.option("--config", type=click.Path(path_type=Path), help="a config.yaml to re-run (--set follows it)")
-def run(study, preset, seeds, arms, sets, device, quiet, out, config) -> None:
+@click.option(
+    "--resume", "resume_dir", type=click.Path(path_type=Path), help="continue this interrupted run (as `resume`)"
+)
+def run(study, preset, seeds, arms, sets, device, quiet, out, config, resume_dir) -> None:
     """Run a study and write its run directory (summary.json, metrics.parquet, report.md/html, figures)."""
+    if resume_dir is not None:
+        print_summary(api.resume(resume_dir, progress=not quiet, study=study))
+        return
     summary = api.run(
         study,
         preset=_preset(preset, config),

@@ -79,9 +79,33 @@ class NativeAdam:
             mine.copy_(saved)
 
 
-def adam(params: Iterable[Tensor], lr: float, weight_decay: float = 0.0) -> NativeAdam | torch.optim.Optimizer:
-    """The native Adam where it can run (contiguous float32 on a CPU), else PyTorch's foreach Adam."""
+def adam(
+    params: Iterable[Tensor],
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    decoupled: bool = False,
+) -> NativeAdam | torch.optim.Optimizer:
+    """The native Adam where it can run (contiguous float32 on a CPU), else PyTorch's foreach Adam.
+
+    decoupled=True gives AdamW (PyTorch's, foreach) with the decay on weight matrices and embeddings only
+    — stacked parameters of 3 or more dimensions — not on biases and LayerNorms, as in GPT-2 and nanoGPT.
+    """
     params = list(params)
+    if decoupled:
+        groups = [
+            {"params": [p for p in params if p.dim() >= 3], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 3], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas, foreach=True)
     if _kernel() is not None and native.on_cpu_float32(*params) and all(p.is_contiguous() for p in params):
-        return NativeAdam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
+        return NativeAdam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, foreach=True)
+
+
+def set_lr(optimizer: NativeAdam | torch.optim.Optimizer, lr: float) -> None:
+    if isinstance(optimizer, NativeAdam):
+        optimizer.lr = lr
+    else:
+        for group in optimizer.param_groups:
+            group["lr"] = lr

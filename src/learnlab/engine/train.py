@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from learnlab.engine.adam import adam
+from learnlab.engine.adam import adam, set_lr
 
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[nn.Module, Batch], Tensor]  # returns per-model losses [K]
@@ -66,14 +66,21 @@ def train_ensemble(
     on_step: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
     fused_step: FusedStep | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+    decoupled_weight_decay: bool = False,
+    lr_schedule: Callable[[int], float] | None = None,
+    cpu_threads: int | None = 1,
 ) -> TrainLog:
     """Train all members of `model` together with Adam; `batch(step)` gives every member its own batch.
 
     With a checkpoint, training resumes from it when one exists and saves one every `checkpoint.every`
     steps; a resumed run gives exactly the result of an uninterrupted one. `fused_step`, where given and
     able to run, replaces the loss, zero_grad and backward with one call (the same gradients).
+    decoupled_weight_decay=True trains with AdamW; `lr_schedule(step)` multiplies lr at each step.
+    cpu_threads: PyTorch's threads while training on a CPU (None: unchanged; models with large matmuls).
     """
-    optimizer = adam(model.parameters(), lr=lr, weight_decay=weight_decay)  # treats every member alike
+    # Adam and AdamW treat every member alike
+    optimizer = adam(model.parameters(), lr, weight_decay, betas, decoupled=decoupled_weight_decay)
     losses: Tensor | None = None  # [steps, K], filled in as training goes
     log = TrainLog(losses=torch.empty(0))
     start = 0
@@ -83,8 +90,10 @@ def train_ensemble(
         if hasattr(batch, "load_state_dict"):
             batch.load_state_dict(state["batch"])
         losses, log.evals, start = state["losses"], state["evals"], state["step"]
-    with _small_ops(model):
+    with _cpu_threads(model, cpu_threads):
         for step in range(start, steps):
+            if lr_schedule is not None:
+                set_lr(optimizer, lr * lr_schedule(step))
             data = batch(step)
             per_model = fused_step(model, data) if fused_step is not None else None
             if per_model is None:
@@ -117,13 +126,13 @@ def train_ensemble(
 
 
 @contextmanager
-def _small_ops(model: nn.Module) -> Iterator[None]:
-    """On a CPU, PyTorch runs one thread while training: a tiny model's ops are too small to split, and
-    idle pool threads would take the cores the native kernels run on (`learnlab.native`)."""
+def _cpu_threads(model: nn.Module, threads: int | None) -> Iterator[None]:
+    """On a CPU, PyTorch runs `threads` threads while training: 1 for tiny models, whose ops are too
+    small to split and whose idle pool threads would take the cores the native kernels run on."""
     cpu = all(p.device.type == "cpu" for p in model.parameters())
     before = torch.get_num_threads()
-    if cpu:
-        torch.set_num_threads(1)
+    if cpu and threads is not None:
+        torch.set_num_threads(threads)
     try:
         yield
     finally:

@@ -1,0 +1,113 @@
+"""Metric formulas shared by studies: per-attribute language-model scores, calibration, phase detection.
+
+Each is a small pure function on tensors or arrays, checked on hand-computed cases in tests/test_metrics.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class AttributeScores:
+    """Per member and sequence, for each attribute whose value is in the sequence ([K, B, A]; NaN where
+    the value is absent): `loss` = cross-entropy summed over the value's tokens; `correct` = 1.0 if every
+    value token is the greedy prediction; `confidence` = max probability when predicting the value's
+    first token; `first_correct` = 1.0 if that first token is the greedy prediction."""
+
+    loss: Tensor
+    correct: Tensor
+    confidence: Tensor
+    first_correct: Tensor
+
+
+def attribute_scores(logits: Tensor, tokens: Tensor, value_attr: Tensor, n_attributes: int) -> AttributeScores:
+    """Scores of next-token predictions on attribute values.
+
+    logits [K, B, T, V] predict tokens[..., t + 1] at position t; tokens [K, B, T] or [B, T];
+    value_attr [B, T] (or [K, B, T]) is the attribute index of a value token, -1 elsewhere.
+    """
+    k = logits.shape[0]
+    tokens, value_attr = (x.expand(k, *x.shape[-2:]) for x in (tokens, value_attr))
+    logp = torch.log_softmax(logits[:, :, :-1].float(), dim=-1)
+    target, attr = tokens[:, :, 1:], value_attr[:, :, 1:].long()
+    nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # [K, B, T-1]
+    top_logp, top = logp.max(dim=-1)
+    wrong = (top != target).float()
+    is_value = attr >= 0
+    first = is_value & ~torch.nn.functional.pad(is_value[..., :-1], (1, 0), value=False)
+    slot = attr.clamp(min=0)  # scatter index; non-value positions contribute zeros
+    shape = (*nll.shape[:2], n_attributes)
+
+    def per_attribute(values: Tensor, mask: Tensor) -> Tensor:
+        return values.new_zeros(shape).scatter_add_(-1, slot, torch.where(mask, values, 0.0))
+
+    present = per_attribute(torch.ones_like(nll), is_value) > 0
+    nan = torch.full(shape, math.nan, device=logits.device)
+    return AttributeScores(
+        loss=torch.where(present, per_attribute(nll, is_value), nan),
+        correct=torch.where(present, (per_attribute(wrong, is_value) == 0).float(), nan),
+        confidence=torch.where(present, per_attribute(top_logp.exp(), first), nan),
+        first_correct=torch.where(present, 1.0 - per_attribute(wrong, first), nan),
+    )
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """ECE: the |accuracy - mean confidence| of equal-width confidence bins, weighted by their share of
+    the predictions (Guo et al. 2017). Confidences in [0, 1]; a confidence of exactly 1 is in the top bin."""
+    confidence, correct = np.asarray(confidence, float).ravel(), np.asarray(correct, float).ravel()
+    keep = ~(np.isnan(confidence) | np.isnan(correct))
+    confidence, correct = confidence[keep], correct[keep]
+    if confidence.size == 0:
+        return math.nan
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(total)
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> tuple[np.ndarray, ...]:
+    """Per equal-width confidence bin: mean confidence, accuracy and count (NaN for empty bins)."""
+    confidence, correct = np.asarray(confidence, float).ravel(), np.asarray(correct, float).ravel()
+    keep = ~(np.isnan(confidence) | np.isnan(correct))
+    which = np.minimum((confidence[keep] * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins).astype(float)
+    with np.errstate(invalid="ignore"):
+        mean_conf = np.bincount(which, confidence[keep], minlength=bins) / count
+        accuracy = np.bincount(which, correct[keep], minlength=bins) / count
+    return mean_conf, accuracy, count
+
+
+# --- the three phases of knowledge acquisition (Zucchet et al. 2025) ------------------------------------
+
+NEAR_BASELINE = 0.10  # phase 1 ends when the attribute loss is within 10% of the no-knowledge baseline
+PLATEAU_ACCURACY = 0.05  # the plateau lasts while attribute accuracy stays below 5%
+
+
+@dataclass
+class Phases:
+    phase1_end_step: float  # first evaluated step with loss <= (1 + NEAR_BASELINE) * baseline; NaN if never
+    plateau_end_step: float  # first evaluated step from phase 1's end with accuracy >= PLATEAU_ACCURACY
+
+
+def detect_phases(steps: np.ndarray, loss: np.ndarray, accuracy: np.ndarray, baseline: float) -> Phases:
+    """Phase boundaries from one model's evaluation curve (ascending steps). Phase 1: the loss falls to
+    the baseline (the model has learnt the distribution of values, not which value goes with whom);
+    plateau: loss near the baseline and accuracy below 5%; phase 3 (knowledge) begins when accuracy
+    reaches 5%. A boundary that is never crossed is NaN."""
+    steps, loss, accuracy = (np.asarray(x, float) for x in (steps, loss, accuracy))
+    near = np.flatnonzero(loss <= (1 + NEAR_BASELINE) * baseline)
+    if near.size == 0:
+        return Phases(math.nan, math.nan)
+    start = near[0]
+    knowing = np.flatnonzero(accuracy[start:] >= PLATEAU_ACCURACY)
+    plateau_end = steps[start + knowing[0]] if knowing.size else math.nan
+    return Phases(float(steps[start]), float(plateau_end))

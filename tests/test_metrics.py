@@ -1,0 +1,65 @@
+"""Metric formulas on cases computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from learnlab.metrics import attribute_scores, detect_phases, expected_calibration_error, reliability
+
+
+def test_attribute_scores_sum_value_tokens_and_need_every_token_right():
+    # vocabulary of 3; sequence: 0, [1, 2] value of attribute 0, 0, [2] value of attribute 1
+    tokens = torch.tensor([[0, 1, 2, 0, 2]])
+    value_attr = torch.tensor([[-1, 0, 0, -1, 1]])
+    p = torch.tensor(
+        [
+            [0.2, 0.5, 0.3],  # predicts token 1 (value 0, first token): right, p=0.5
+            [0.1, 0.3, 0.6],  # predicts token 2 (value 0): right, p=0.6
+            [0.7, 0.2, 0.1],  # predicts token 0: not a value
+            [0.5, 0.1, 0.4],  # predicts token 2 (value 1, first token): wrong, p=0.4, confidence 0.5
+            [1 / 3, 1 / 3, 1 / 3],  # no target
+        ]
+    )
+    s = attribute_scores(p.log()[None, None], tokens, value_attr, n_attributes=3)
+    assert s.loss.shape == (1, 1, 3)
+    torch.testing.assert_close(s.loss[0, 0, :2], torch.tensor([-math.log(0.5) - math.log(0.6), -math.log(0.4)]))
+    assert s.correct[0, 0, :2].tolist() == [1.0, 0.0]
+    torch.testing.assert_close(s.confidence[0, 0, :2], torch.tensor([0.5, 0.5]))
+    assert s.first_correct[0, 0, :2].tolist() == [1.0, 0.0]
+    assert all(math.isnan(x[0, 0, 2].item()) for x in (s.loss, s.correct, s.confidence, s.first_correct))
+
+
+def test_attribute_scores_are_per_member():
+    tokens, value_attr = torch.tensor([[0, 1]]), torch.tensor([[-1, 0]])
+    logits = torch.tensor([[[[0.0, 5.0], [0.0, 0.0]]], [[[5.0, 0.0], [0.0, 0.0]]]])  # member 0 right, 1 wrong
+    s = attribute_scores(logits, tokens, value_attr, n_attributes=1)
+    assert s.correct.flatten().tolist() == [1.0, 0.0]
+    assert s.loss[0, 0, 0] < s.loss[1, 0, 0]
+
+
+def test_ece_by_hand():
+    conf = np.array([0.95, 0.95, 0.55, 0.55])
+    correct = np.array([1, 1, 1, 0])
+    # bin 9: accuracy 1, confidence 0.95 -> 0.05 * 1/2; bin 5: accuracy 0.5, confidence 0.55 -> 0.05 * 1/2
+    assert expected_calibration_error(conf, correct) == pytest.approx(0.05)
+    assert expected_calibration_error(np.array([1.0]), np.array([1])) == 0.0  # 1.0 falls in the top bin
+    mean_conf, acc, count = reliability(conf, correct)
+    assert count.tolist() == [0, 0, 0, 0, 0, 2, 0, 0, 0, 2]
+    assert acc[5] == 0.5 and mean_conf[9] == pytest.approx(0.95) and math.isnan(acc[0])
+
+
+def test_phases_from_a_curve_with_three_phases():
+    steps = np.array([100, 200, 300, 400, 500, 600])
+    loss = np.array([12.0, 7.6, 7.0, 6.9, 5.0, 2.0])  # baseline 7: within 10% (7.7) from step 200
+    acc = np.array([0.0, 0.0, 0.01, 0.02, 0.2, 0.7])  # reaches 5% at step 500
+    phases = detect_phases(steps, loss, acc, baseline=7.0)
+    assert (phases.phase1_end_step, phases.plateau_end_step) == (200, 500)
+
+
+def test_phases_never_reached_are_nan():
+    phases = detect_phases(np.array([1, 2]), np.array([20.0, 19.0]), np.array([0.0, 0.0]), baseline=7.0)
+    assert math.isnan(phases.phase1_end_step) and math.isnan(phases.plateau_end_step)
+    phases = detect_phases(np.array([1, 2]), np.array([7.0, 6.0]), np.array([0.0, 0.01]), baseline=7.0)
+    assert phases.phase1_end_step == 1 and math.isnan(phases.plateau_end_step)

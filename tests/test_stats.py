@@ -46,3 +46,13 @@ def test_paired_difference_and_table_from_long_rows():
     table = table_from_metrics(final)
     assert table["x"]["m"]["values"] == [0.5, 0.6]  # seed order
     assert difference(table, "m", "y", "x")["values"] == pytest.approx([0.2, 0.3])
+
+
+def test_missing_values_are_kept_as_none_and_left_out_of_the_statistics():
+    from learnlab.reporting.report import fmt
+
+    cell = describe([1.0, float("nan"), 3.0, None])
+    assert cell["values"] == [1.0, None, 3.0, None] and cell["missing"] == 2
+    assert cell["mean"] == 2.0 and cell["std"] == pytest.approx(2**0.5)
+    empty = describe([float("nan")])
+    assert empty["mean"] is None and empty["ci95"] == [None, None] and fmt(empty["mean"]) == "—"

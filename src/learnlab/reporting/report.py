@@ -17,8 +17,10 @@ import pandas as pd
 Block = tuple[str, Any]
 
 
-def fmt(value: float) -> str:
-    """Fractions print as percent; anything else with four significant digits."""
+def fmt(value: float | None) -> str:
+    """Fractions print as percent; anything else with four significant digits; None (missing) as —."""
+    if value is None:
+        return "—"
     return f"{100 * value:.1f}%" if 0.0 <= value <= 1.0 else f"{value:.4g}"
 
 

@@ -7,6 +7,7 @@ interval, which keeps `summary.json` identical across identical runs.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -19,18 +20,28 @@ BOOTSTRAP_RESAMPLES = 4000
 BOOTSTRAP_SEED = 20250101
 
 
-def describe(values: list[float] | np.ndarray) -> Cell:
-    """Mean, sample std (ddof=1), and a percentile-bootstrap 95% CI of the mean."""
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    std = float(x.std(ddof=1)) if x.size > 1 else 0.0
-    if x.size < 2 or np.ptp(x) == 0:
+def describe(values: list[float | None] | np.ndarray) -> Cell:
+    """Mean, sample std (ddof=1), and a percentile-bootstrap 95% CI of the mean, over the finite values.
+
+    A value that is NaN or None (a seed where the quantity does not exist, e.g. a phase never reached)
+    is kept as None in "values" and counted in "missing"; with no finite value the statistics are None.
+    """
+    x = np.asarray([math.nan if v is None else v for v in values], dtype=float)
+    finite = x[np.isfinite(x)]
+    kept: Cell = {"values": [float(v) if np.isfinite(v) else None for v in x]}
+    if finite.size < x.size:
+        kept["missing"] = int(x.size - finite.size)
+    if finite.size == 0:
+        return {"mean": None, "std": None, "ci95": [None, None], **kept}
+    mean = float(finite.mean())
+    std = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
+    if finite.size < 2 or np.ptp(finite) == 0:
         lo = hi = mean
     else:
         from scipy import stats  # 0.4 s to import: only when a run reaches its statistics
 
         res = stats.bootstrap(
-            (x,),
+            (finite,),
             np.mean,
             n_resamples=BOOTSTRAP_RESAMPLES,
             confidence_level=0.95,
@@ -38,7 +49,7 @@ def describe(values: list[float] | np.ndarray) -> Cell:
             rng=np.random.default_rng(BOOTSTRAP_SEED),
         )
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return {"mean": mean, "std": std, "ci95": [lo, hi], "values": [float(v) for v in x]}
+    return {"mean": mean, "std": std, "ci95": [lo, hi], **kept}
 
 
 def pct(cell: Cell) -> str:
@@ -62,7 +73,7 @@ def compare(table: Table, reference: Table) -> list[dict[str, Any]]:
     for arm, metrics in reference.items():
         for metric, published in metrics.items():
             ours = table.get(arm, {}).get(metric)
-            if ours is None:
+            if ours is None or ours["mean"] is None:
                 continue
             lo, hi = ours["ci95"]
             rows.append(
@@ -83,6 +94,6 @@ def compare(table: Table, reference: Table) -> list[dict[str, Any]]:
 
 def difference(table: Table, metric: str, arm_a: str, arm_b: str) -> Cell:
     """Paired per-seed difference arm_a - arm_b (arms share seeds, so the pairing removes seed noise)."""
-    a = np.asarray(table[arm_a][metric]["values"])
-    b = np.asarray(table[arm_b][metric]["values"])
+    a = np.asarray(table[arm_a][metric]["values"], dtype=float)  # None (missing) becomes NaN
+    b = np.asarray(table[arm_b][metric]["values"], dtype=float)
     return describe(a - b)

@@ -1,0 +1,209 @@
+"""Invariants of the biography world, its tokenizer and its sampler (hypothesis where inputs vary)."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from learnlab.tasks import biographies as bio
+from learnlab.tasks import biography_text as text
+
+N_SEEN, N_UNSEEN = 300, 40
+SEQ_LEN = 160  # above every biography's length, so nothing is cut off
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("cache")
+        mp.setenv("LEARNLAB_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def encoder(cache):
+    return bio.BiographyEncoder(bio.World.generate(N_SEEN, N_UNSEEN, seed=7), bio.load_tokenizer())
+
+
+def test_pools_have_the_specified_sizes_and_distinct_values():
+    pools = {
+        "first": text.first_names(),
+        "last": text.last_names(),
+        "city": text.cities(),
+        "university": text.universities(),
+        "major": text.majors(),
+        "company": text.companies(),
+    }
+    assert {k: len(v) for k, v in pools.items()} == {
+        "first": 900, "last": 1000, "city": 800, "university": 200, "major": 100, "company": 500
+    }  # fmt: skip
+    for pool in pools.values():
+        assert len(set(pool)) == len(pool)
+        assert all(v == v.strip() and "  " not in v and v for v in pool)
+    assert bio.attribute_sizes() == (28 * 12 * 201, 800, 200, 100, 500, 800)
+
+
+def test_baseline_is_the_mean_log_pool_size():
+    expected = np.mean(np.log([28 * 12 * 201, 800, 200, 100, 500, 800]))
+    assert bio.no_knowledge_baseline() == pytest.approx(expected)
+    assert bio.no_knowledge_baseline() == pytest.approx(6.77, abs=0.005)
+
+
+def test_templates_state_name_and_type_before_the_value():
+    assert text.ATTRIBUTES == bio.ATTRIBUTES
+    assert len(text.TEMPLATES) == len(bio.ATTRIBUTES)
+    for templates in text.TEMPLATES:
+        assert len(templates) == len(set(templates)) == 25
+        for t in templates:
+            assert re.findall(r"\{\w*\}", t) == ["{name}", "{value}"], t  # name first, value the last placeholder
+            assert t.endswith(" {value}.") and t.count(".") == 1, t
+            between = t.split("{name}")[1].split("{value}")[0]
+            assert len(between.split()) >= 1, t  # words saying which attribute comes
+            assert bio.render(t, "N", "V") == " " + t.format(name="N", value="V")
+
+
+def test_date_values_cover_days_months_and_years():
+    sizes = bio.attribute_sizes()
+    assert bio.value_string(0, 0) == "1 January 1900"
+    assert bio.value_string(0, sizes[0] - 1) == "28 December 2100"
+    dates = {bio.value_string(0, i) for i in range(0, sizes[0], 97)}
+    assert len(dates) == len(range(0, sizes[0], 97))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 400), st.integers(0, 60), st.integers(0, 2**32 - 1))
+def test_world_names_unique_values_in_pools_and_template_splits(n_seen, n_unseen, seed):
+    world = bio.World.generate(n_seen, n_unseen, seed)
+    n = n_seen + n_unseen
+    assert world.n_total == n and list(world.seen) + list(world.unseen) == list(range(n))
+    assert len({world.name(i) for i in range(n)}) == n
+    assert world.values.shape == (n, 6)
+    assert (world.values >= 0).all() and (world.values < np.array(bio.attribute_sizes())).all()
+    assert world.templates.shape == (n, 6, 25)
+    assert (np.sort(world.templates, axis=-1) == np.arange(25)).all()  # a permutation: 20/5 disjoint, all covered
+    for i in range(min(n, 5)):
+        for a in range(6):
+            train, held = world.template_ids(i, a, "train"), world.template_ids(i, a, "heldout")
+            assert len(train) == 20 and len(held) == 5 and not set(train) & set(held)
+
+
+def test_world_is_deterministic_in_its_seed():
+    a, b, c = (bio.World.generate(200, 20, s) for s in (3, 3, 4))
+    for field in ("names", "values", "templates"):
+        assert np.array_equal(getattr(a, field), getattr(b, field))
+        assert not np.array_equal(getattr(a, field), getattr(c, field))
+
+
+def test_tokenizer_cache_hit_gives_identical_ids(cache):
+    first = bio.load_tokenizer(vocab_size=600)
+    files = sorted((cache / "tokenizers").iterdir())
+    second = bio.load_tokenizer(vocab_size=600)
+    assert sorted((cache / "tokenizers").iterdir()) == files and all(f.suffix == ".json" for f in files)
+    assert first.to_str() == second.to_str() == bio._train(600, 3000, 0).to_str()  # training is deterministic
+    sample = " Alana Belen Ashby was born on 14 March 1956. Zorion Media"
+    assert first.encode(sample).ids == second.encode(sample).ids
+    assert first.get_vocab_size() == 600 and first.token_to_id("<bos>") is not None
+
+
+def spans(batch, row):
+    """attribute -> (start, end) of its marked value tokens in a row; checks each span is contiguous."""
+    out = {}
+    attr = batch.value_attr[row]
+    for a in range(6):
+        where = torch.nonzero(attr == a).flatten().tolist()
+        if where:
+            assert where == list(range(where[0], where[-1] + 1))
+            assert torch.nonzero(batch.first_value[row]).flatten().tolist().count(where[0]) == 1
+            out[a] = (where[0], where[-1] + 1)
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["train", "heldout"]), st.integers(1, 12))
+def test_sampled_biographies_state_each_fact_once_in_the_split_templates(encoder, seed, split, n):
+    world = encoder.world
+    rng = np.random.default_rng(seed)
+    individuals = rng.integers(0, world.n_total, n)
+    batch = encoder.sample(individuals, split, rng, SEQ_LEN)
+    assert batch.tokens.shape == batch.value_attr.shape == batch.first_value.shape == (n, SEQ_LEN)
+    assert batch.tokens.dtype == torch.int64 and batch.value_attr.dtype == torch.int8
+    assert (batch.tokens[:, 0] == encoder.bos_id).all()
+    assert int(batch.first_value.sum()) == 6 * n  # nothing was cut off
+    for row, i in enumerate(individuals.tolist()):
+        assert batch.individuals[row] == i
+        order, templates = batch.order[row].tolist(), batch.templates[row].tolist()
+        assert sorted(order) == list(range(6))
+        sentences = [bio.render(text.TEMPLATES[a][templates[a]], world.name(i), world.value(i, a)) for a in order]
+        assert encoder.decode(batch.tokens[row]) == "".join(sentences)
+        assert encoder.decode(batch.tokens[row]).count(world.name(i)) == 6
+        for a in range(6):
+            assert templates[a] in world.template_ids(i, a, split)
+        found = spans(batch, row)
+        assert sorted(found) == list(range(6))
+        assert sorted(found, key=found.get) == order  # values appear in sentence order
+        for a, (start, end) in found.items():
+            assert encoder.decode(batch.tokens[row, start:end]).removeprefix(" ") == world.value(i, a)
+            assert encoder.decode(batch.tokens[row, end]) == "."
+
+
+def test_sentence_order_and_templates_vary_across_samples(encoder):
+    rng = np.random.default_rng(0)
+    batch = encoder.sample(np.full(50, 3), "train", rng, SEQ_LEN)
+    assert len({tuple(o) for o in batch.order.tolist()}) > 10
+    assert all(len(set(batch.templates[:, a].tolist())) > 5 for a in range(6))
+
+
+def test_unseen_individuals_have_both_splits_and_never_appear_in_seen_samples(encoder):
+    world = encoder.world
+    rng = np.random.default_rng(1)
+    batch = encoder.sample(rng.integers(world.seen.start, world.seen.stop, 64), "train", rng, SEQ_LEN)
+    assert (batch.individuals < world.n_individuals).all()
+    texts = [encoder.decode(row) for row in batch.tokens]
+    unseen_names = {world.name(i) for i in world.unseen}
+    assert not any(name in t for name in unseen_names for t in texts)
+    held = encoder.sample(np.array(world.unseen), "heldout", rng, SEQ_LEN)
+    assert int(held.first_value.sum()) == 6 * world.n_unseen
+    with pytest.raises(IndexError):
+        encoder.sample([world.n_total], "train", rng, SEQ_LEN)
+
+
+def test_sampling_is_deterministic(encoder):
+    ids = np.arange(0, 40)
+    a, b = (encoder.sample(ids, "train", np.random.default_rng(5), 128) for _ in range(2))
+    c, d = encoder.eval_batch(ids, "heldout", 9, 128), encoder.eval_batch(ids, "heldout", 9, 128)
+    for x, y in ((a, b), (c, d)):
+        assert all(torch.equal(getattr(x, f), getattr(y, f)) for f in x.__dataclass_fields__)
+    assert not torch.equal(a.tokens, encoder.sample(ids, "train", np.random.default_rng(6), 128).tokens)
+
+
+def test_truncated_values_are_not_marked(encoder):
+    full = encoder.eval_batch(np.arange(20), "train", 2, SEQ_LEN)
+    cut = encoder.eval_batch(np.arange(20), "train", 2, 40)
+    assert torch.equal(cut.tokens, full.tokens[:, :40])
+    for row in range(20):
+        expected = {a: s for a, s in spans(full, row).items() if s[1] <= 40}
+        assert spans(cut, row) == expected
+    assert cut.first_value.sum() < full.first_value.sum()
+    assert encoder.max_length <= SEQ_LEN
+    lengths = (full.tokens != encoder.pad_id).sum(1)
+    assert (lengths <= encoder.max_length).all()
+
+
+def test_value_nll_sums_over_value_tokens(encoder):
+    batch = encoder.eval_batch(np.arange(8), "train", 3, 40)
+    ones = torch.ones(8, 39, dtype=torch.float64)
+    counts = torch.stack([(batch.value_attr == a).sum(1) for a in range(6)], 1).double()
+    total, first = bio.value_nll(ones, batch), bio.value_nll(ones, batch, first_only=True)
+    assert torch.equal(torch.isnan(total), counts == 0) and torch.equal(torch.isnan(first), counts == 0)
+    assert torch.equal(total.nan_to_num(0), counts) and torch.equal(first.nan_to_num(0), (counts > 0).double())
+
+
+def test_values_and_names_span_several_tokens(encoder):
+    batch = encoder.eval_batch(np.arange(100), "train", 4, SEQ_LEN)
+    per_value = (batch.value_attr >= 0).sum() / batch.first_value.sum()
+    assert 2 <= per_value <= 6
+    assert math.isclose(np.mean([len(encoder.name_ids(i)) for i in range(100)]), 4.5, abs_tol=1.5)

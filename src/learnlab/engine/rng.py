@@ -7,6 +7,7 @@ streams for different purposes ("init", "data", "eval") are statistically indepe
 
 from __future__ import annotations
 
+import copy
 import zlib
 
 import numpy as np
@@ -24,3 +25,17 @@ def generator(master_seed: int, purpose: str, device: str | torch.device = "cpu"
     gen = torch.Generator(device=device)
     gen.manual_seed(stream_seed(master_seed, purpose))
     return gen
+
+
+class NumpyGenerator:
+    """A numpy Generator with torch.Generator's get_state/set_state, so that a `ChunkedStream` can
+    checkpoint it; for data drawn by numpy code (`rng` is the numpy Generator)."""
+
+    def __init__(self, master_seed: int, purpose: str):
+        self.rng = np.random.default_rng(stream_seed(master_seed, purpose))
+
+    def get_state(self) -> dict:
+        return copy.deepcopy(self.rng.bit_generator.state)
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state

@@ -115,15 +115,29 @@ class TrainingStream(ChunkedStream):
 
     def draw(self) -> dict[str, Any]:
         draws = [self._draw(g) for g in self.gens]
-        per_seed = {key: torch.stack([d[key] for d in draws])[self.member_seed] for key in draws[0]}
-        shape = (len(self.member_seed), DATA_CHUNK, self.cfg.batch_size)
-        member = {key: value.view(*shape, -1).squeeze(-1) for key, value in per_seed.items() if key != "lengths"}
-        return {**self._assemble(member), "widths": per_seed["lengths"].amax(dim=0).tolist()}
+        widths = torch.stack([d["lengths"] for d in draws]).amax(dim=0).tolist()  # per step, over seeds
+        return {**self._assemble(draws), "widths": widths}
 
-    def _assemble(self, d: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Members' tokens [K, S, B, W] and labels [K, S, B] from their seeds' draws."""
-        negative = torch.where((d["u_hard"] < self.member_share)[..., None], d["hard"], d["easy"])
-        return {"tokens": torch.where(d["is_pos"][..., None], d["pos"], negative), "labels": d["is_pos"].float()}
+    def _per_member(self, draws: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The seeds' draws as member arrays [K, S, B, ...] (member k gets its seed's draw)."""
+        shape = (len(self.member_seed), DATA_CHUNK, self.cfg.batch_size)
+        per_seed = {key: torch.stack([d[key] for d in draws])[self.member_seed] for key in draws[0] if key != "lengths"}
+        return {key: value.view(*shape, -1).squeeze(-1) for key, value in per_seed.items()}
+
+    def _assemble(self, draws: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Members' tokens [K, S, B, W] and labels [K, S, B]. Each (seed, hard share) pair is assembled
+        once, as the seed's own arrays, and then copied to its members (one copy, not one per array)."""
+        shares = self.member_share.flatten().tolist()
+        seeds = self.member_seed.tolist()
+        made: dict[tuple[int, float], Tensor] = {}
+        for seed, share in dict.fromkeys(zip(seeds, shares, strict=True)):
+            d = draws[seed]
+            negative = torch.where((d["u_hard"] < share)[:, None], d["hard"], d["easy"])
+            made[seed, share] = torch.where(d["is_pos"][:, None], d["pos"], negative)
+        shape = (len(seeds), DATA_CHUNK, self.cfg.batch_size)
+        tokens = torch.stack([made[key] for key in zip(seeds, shares, strict=True)]).view(*shape, -1)
+        labels = torch.stack([draws[seed]["is_pos"] for seed in seeds]).view(shape).float()
+        return {"tokens": tokens, "labels": labels}
 
     def batch(self, data: dict[str, Any], i: int) -> tuple[Tensor, Tensor]:
         """Step i's tokens [K, B, width] (the step's longest sequence sets the width) and labels [K, B]."""

@@ -98,7 +98,8 @@ class SyntheticStream(a1.TrainingStream):
             "real_pos": torch.rand(n, generator=gen, device=gen.device) < 0.5,
         }
 
-    def _assemble(self, d: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _assemble(self, draws: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        d = self._per_member(draws)
         u = d["u_kind"][..., None]
         mixture = torch.where(u < 0.33, d["sorted"], torch.where(u < 0.66, d["random"], d["swapped"]))
         real = torch.where(d["real_pos"][..., None], d["sorted"], d["swapped"])

@@ -50,10 +50,13 @@ def learning_curves(metrics: pd.DataFrame) -> Figure | None:
 
 
 def final_table(summary: dict[str, Any]) -> Figure | None:
-    """Final metrics per arm with 95% CIs; published means as black diamonds."""
+    """Final metrics per arm with 95% CIs; published means as black diamonds. Where some metrics are
+    fractions and others are not (steps, nats), only the fractions share this one axis."""
     table, reference = summary["table"], summary.get("reference", {})
     arms = list(table)
     metrics = list(dict.fromkeys(m for arm in arms for m in table[arm]))
+    fractions = [m for m in metrics if all(_is_fraction(table[a].get(m)) for a in arms)]
+    metrics = fractions or metrics
     if not arms or not metrics:
         return None
     fig, ax = plt.subplots(figsize=(min(12.0, 2.0 + 1.4 * len(metrics)), 4.0))
@@ -62,9 +65,10 @@ def final_table(summary: dict[str, Any]) -> Figure | None:
     labelled = False
     for i, arm in enumerate(arms):
         cells = [table[arm].get(m) for m in metrics]
-        means = np.array([c["mean"] if c else np.nan for c in cells])
-        lo = np.array([c["ci95"][0] if c else np.nan for c in cells])
-        hi = np.array([c["ci95"][1] if c else np.nan for c in cells])
+        means, lo, hi = (
+            np.array([np.nan if c is None or c["mean"] is None else v(c) for c in cells], dtype=float)
+            for v in (lambda c: c["mean"], lambda c: c["ci95"][0], lambda c: c["ci95"][1])
+        )
         pos = x - 0.4 + width * (i + 0.5)
         ax.bar(pos, means, width, yerr=[means - lo, hi - means], capsize=2, label=arm)
         for j, m in enumerate(metrics):
@@ -78,6 +82,10 @@ def final_table(summary: dict[str, Any]) -> Figure | None:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _is_fraction(cell: dict[str, Any] | None) -> bool:
+    return cell is None or cell["mean"] is None or 0.0 <= cell["mean"] <= 1.0
 
 
 def save(fig: Figure, path: Any) -> None:

@@ -17,16 +17,22 @@ import pandas as pd
 Block = tuple[str, Any]
 
 
-def fmt(value: float | None) -> str:
-    """Fractions print as percent; anything else with four significant digits; None (missing) as —."""
+def fmt(value: float | None, percent: bool | None = None) -> str:
+    """Fractions print as percent; anything else with four significant digits; None (missing) as —.
+    `percent` forces the unit (a spread prints in its mean's unit)."""
     if value is None:
         return "—"
-    return f"{100 * value:.1f}%" if 0.0 <= value <= 1.0 else f"{value:.4g}"
+    if percent is None:
+        percent = 0.0 <= value <= 1.0
+    return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
 
 
-def mean_std(mean: float, std: float | None) -> str:
+def mean_std(mean: float | None, std: float | None) -> str:
     """'mean ± std', or just the mean where no spread is known (some published numbers)."""
-    return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
+    if std is None or mean is None:
+        return fmt(mean)
+    percent = 0.0 <= mean <= 1.0
+    return f"{fmt(mean, percent)} ± {fmt(std, percent)}"
 
 
 def _cell(cell: dict[str, Any]) -> str:

@@ -193,13 +193,15 @@ def test_truncated_values_are_not_marked(encoder):
     assert (lengths <= encoder.max_length).all()
 
 
-def test_value_nll_sums_over_value_tokens(encoder):
-    batch = encoder.eval_batch(np.arange(8), "train", 3, 40)
-    ones = torch.ones(8, 39, dtype=torch.float64)
-    counts = torch.stack([(batch.value_attr == a).sum(1) for a in range(6)], 1).double()
-    total, first = bio.value_nll(ones, batch), bio.value_nll(ones, batch, first_only=True)
-    assert torch.equal(torch.isnan(total), counts == 0) and torch.equal(torch.isnan(first), counts == 0)
-    assert torch.equal(total.nan_to_num(0), counts) and torch.equal(first.nan_to_num(0), (counts > 0).double())
+def test_attribute_scores_sum_over_each_values_tokens_and_skip_cut_values(encoder):
+    from learnlab.metrics import attribute_scores
+
+    batch = encoder.eval_batch(np.arange(8), "train", 3, 40)  # 40 tokens cut most biographies short
+    uniform = torch.zeros(1, 8, 40, encoder.vocab_size)  # every token costs log(V)
+    scores = attribute_scores(uniform, batch.tokens, batch.value_attr, len(bio.ATTRIBUTES))
+    counts = torch.stack([(batch.value_attr == a).sum(1) for a in range(6)], 1).float()
+    assert torch.equal(torch.isnan(scores.loss[0]), counts == 0)
+    torch.testing.assert_close(scores.loss[0].nan_to_num(0), counts * math.log(encoder.vocab_size))
 
 
 def test_values_and_names_span_several_tokens(encoder):

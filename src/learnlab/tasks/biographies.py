@@ -225,7 +225,8 @@ class Batch:
     For language modelling the input is tokens[:, :-1] and the target tokens[:, 1:]: the value tokens
     are targets, each predicted from the position before it (the first value token from the last
     token of the template's text). value_attr and first_value describe `tokens`, so shift them the
-    same way (`value_attr[:, 1:]`) — or use `value_nll`. A value cut off by seq_len is not marked at all.
+    same way (`value_attr[:, 1:]`), as `learnlab.metrics.attribute_scores` does. A value cut off by
+    seq_len is not marked at all.
     """
 
     tokens: Tensor  # [B, seq_len] int64: <bos>, the six sentences, <pad>s
@@ -237,19 +238,6 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
-
-
-def value_nll(token_nll: Tensor, batch: Batch, first_only: bool = False) -> Tensor:
-    """[B, 6] loss of each value: summed over its tokens (or of its first token); NaN where it was cut off.
-
-    token_nll[:, t] is the loss of predicting tokens[:, t + 1] ([B, seq_len - 1], the usual shifted loss)."""
-    attr = batch.value_attr[:, 1:].to(token_nll.device).long()
-    marked = batch.first_value[:, 1:].to(token_nll.device) if first_only else attr >= 0
-    index = torch.where(marked, attr, len(ATTRIBUTES))  # the extra column collects everything else
-    shape = (attr.shape[0], len(ATTRIBUTES) + 1)
-    total = token_nll.new_zeros(shape).scatter_add_(1, index, token_nll)
-    count = token_nll.new_zeros(shape).scatter_add_(1, index, marked.to(token_nll.dtype))
-    return total[:, :-1].masked_fill(count[:, :-1] == 0, math.nan)
 
 
 class BiographyEncoder:

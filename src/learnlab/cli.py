@@ -77,10 +77,11 @@ def list_cmd() -> None:
 @click.option(
     "--resume", "resume_dir", type=click.Path(path_type=Path), help="continue this interrupted run (as `resume`)"
 )
-def run(study, preset, seeds, arms, sets, device, quiet, out, config, resume_dir) -> None:
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True, help="steps")
+def run(study, preset, seeds, arms, sets, device, quiet, out, config, resume_dir, checkpoint_every) -> None:
     """Run a study and write its run directory (summary.json, metrics.parquet, report.md/html, figures)."""
     if resume_dir is not None:
-        print_summary(api.resume(resume_dir, progress=not quiet, study=study))
+        print_summary(api.resume(resume_dir, progress=not quiet, study=study, checkpoint_every=checkpoint_every))
         return
     summary = api.run(
         study,
@@ -91,6 +92,7 @@ def run(study, preset, seeds, arms, sets, device, quiet, out, config, resume_dir
         device=device,
         out=out,
         progress=not quiet,
+        checkpoint_every=checkpoint_every,
     )
     print_summary(summary)
 

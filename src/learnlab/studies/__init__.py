@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from learnlab.errors import LearnlabError
-from learnlab.studies import hard_negatives, inductive_bias, model_collapse, robustness, softmax_negatives, subliminal
+from learnlab.studies import (
+    hard_negatives,
+    inductive_bias,
+    knowledge_acquisition,
+    model_collapse,
+    robustness,
+    softmax_negatives,
+    subliminal,
+)
 from learnlab.studies.base import Study
 
 STUDIES: dict[str, Study] = {
@@ -15,6 +23,7 @@ STUDIES: dict[str, Study] = {
         inductive_bias.STUDY,
         softmax_negatives.STUDY,
         subliminal.STUDY,
+        knowledge_acquisition.STUDY,
     )
 }
 

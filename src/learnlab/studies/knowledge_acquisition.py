@@ -1,0 +1,556 @@
+"""C2 `knowledge-acquisition` (with C7, hallucinations) — how a language model learns facts.
+
+Source: Zucchet et al. (2025), "How do language models learn facts? Dynamics, curricula and
+hallucinations" (seeds/002). Claim: learning facts from biographies goes in three phases — the loss on
+attribute values first falls to the no-knowledge baseline (the model learns which values exist, not who
+has which), stays there on a plateau with near-zero accuracy, then knowledge emerges; as it does,
+the loss on individuals never seen rises above the baseline (confident hallucinations), although the
+model stays less confident on them than on seen individuals.
+
+Method. A world of N individuals with six attributes and 25 templates per attribute, 20 of them used
+for training per (individual, attribute) and 5 held out (`learnlab.tasks.biographies`); every training
+sequence is a fresh biography of a uniformly drawn individual (<bos> and six shuffled sentences, one
+template each). A decoder-only pre-norm transformer (`EnsembleTransformer`; one member per seed, trained
+together) learns next-token prediction with AdamW (β 0.9/0.95, weight decay 0.1 on matrices) and a
+cosine learning-rate decay without warm-up. Every `eval_every` steps, fixed biographies are scored on
+the value tokens: of seen individuals in training templates (memory) and in held-out templates
+(knowledge), and of unseen individuals (hallucination). Attribute loss is the cross-entropy summed over
+a value's tokens, averaged over the six attributes; attribute accuracy counts a value only if all its
+tokens are greedy-correct; confidence is the maximum probability when predicting a value's first
+token; the no-knowledge baseline is the mean log-size of the six value pools. Phases are detected on
+the held-out-template curves (`learnlab.metrics.detect_phases`): phase 1 ends at the first evaluation
+with loss within 10% of the baseline; the plateau ends at the first later evaluation where accuracy
+reaches 5%. One world (`world_seed`) serves every seed; seeds differ in initialisation and data order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator, model_validator
+from torch import Tensor
+
+from learnlab.config import StudyConfig, check_arms
+from learnlab.engine.rng import NumpyGenerator, generator
+from learnlab.engine.stream import ChunkedStream
+from learnlab.engine.train import TrainLog, train_ensemble
+from learnlab.metrics import AttributeScores, attribute_scores, detect_phases, expected_calibration_error, reliability
+from learnlab.models.transformer import EnsembleTransformer
+from learnlab.reporting.stats import Table, describe
+from learnlab.studies.base import Claim, RunContext, Study, member_rows
+from learnlab.tasks import biographies as bio
+
+ARMS = ("default",)
+DATA_CHUNK = 20  # training steps drawn at once per seed (part of the data stream's definition)
+EVAL_CHUNK = 32  # sequences per forward pass when scoring
+EVAL_SETS = {  # name: (individuals, templates)
+    "train_templates": ("seen", "train"),
+    "heldout_templates": ("seen", "heldout"),
+    "unseen": ("unseen", "heldout"),
+}
+CALIBRATION_BINS = 10
+
+
+class BiographyConfig(StudyConfig):
+    """The world, the transformer and its training: shared by the studies built on the biographies."""
+
+    n_individuals: int = Field(800, gt=0, description="individuals trained on (N)")
+    n_unseen: int = Field(200, gt=0, description="held-out individuals, never trained on")
+    world_seed: int = Field(0, ge=0)
+    vocab_size: int = Field(2048, ge=300, description="BPE vocabulary trained on the world's text")
+    n_layers: int = Field(2, gt=0)
+    d_model: int = Field(64, gt=0)
+    n_heads: int = Field(4, gt=0)
+    d_mlp: int = Field(256, gt=0)
+    seq_len: int = Field(0, ge=0, description="context length; 0: the longest possible biography")
+    batch_size: int = Field(32, gt=0)
+    steps: int = Field(2000, gt=0)
+    lr: float = Field(3e-3, gt=0, description="peak learning rate (cosine decay to 0, no warm-up)")
+    weight_decay: float = Field(0.1, ge=0)
+    beta2: float = Field(0.95, gt=0, lt=1)
+    eval_every: int = Field(100, gt=0)
+    eval_individuals: int = Field(200, gt=0, description="seen (and at most as many unseen) individuals scored")
+    bf16: bool = Field(True, description="bfloat16 autocast on a GPU (ignored on a CPU)")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> BiographyConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        return self
+
+
+class Config(BiographyConfig):
+    @field_validator("arms")
+    @classmethod
+    def _known_arms(cls, arms: list[str]) -> list[str]:
+        return check_arms(arms, ARMS)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "seeds": 2,
+        "n_individuals": 20,
+        "n_unseen": 10,
+        "d_model": 32,
+        "n_heads": 2,
+        "d_mlp": 64,
+        "steps": 40,
+        "eval_every": 20,
+        "eval_individuals": 10,
+        "batch_size": 8,
+    },
+    # 800 individuals, 2 layers x 64, 2000 steps of 32 biographies, 3 seeds: the three phases in ~8 minutes
+    # on 2 cores (one seed of N=1000 for 2400 steps: phase 1 ends at step 500, the plateau at 900, 69%)
+    "laptop": {"seeds": 3},
+    "paper": {  # Zucchet et al.: 64k individuals, 8 layers x 512, 16k steps of 128 sequences (GPU)
+        "seeds": 1,
+        "n_individuals": 64_000,
+        "n_unseen": 4_000,
+        "vocab_size": 32_000,
+        "n_layers": 8,
+        "d_model": 512,
+        "n_heads": 8,
+        "d_mlp": 2048,
+        "seq_len": 512,
+        "batch_size": 128,
+        "steps": 16_000,
+        "lr": 4e-4,
+        "eval_every": 250,
+        "eval_individuals": 1000,
+    },
+}
+
+
+# --- the world and the data ---------------------------------------------------------------------------
+
+
+@functools.cache
+def encoder(n_individuals: int, n_unseen: int, world_seed: int, vocab_size: int) -> bio.BiographyEncoder:
+    """The world and its tokenizer (cached: sweeps and studies built on this one reuse them)."""
+    world = bio.World.generate(n_individuals, n_unseen, world_seed)
+    return bio.BiographyEncoder(world, bio.load_tokenizer(vocab_size))
+
+
+def world_of(cfg: BiographyConfig) -> bio.BiographyEncoder:
+    return encoder(cfg.n_individuals, cfg.n_unseen, cfg.world_seed, cfg.vocab_size)
+
+
+def context_length(cfg: BiographyConfig, enc: bio.BiographyEncoder) -> int:
+    return cfg.seq_len or enc.max_length
+
+
+class BiographyStream(ChunkedStream):
+    """Every member's training biographies: member k draws from its seed's generator."""
+
+    def __init__(self, cfg: BiographyConfig, enc: bio.BiographyEncoder, seeds: list[int], member_seed: list[int]):
+        super().__init__([NumpyGenerator(s, "data") for s in seeds], DATA_CHUNK, cfg.steps)
+        self.cfg, self.enc, self.member_seed = cfg, enc, member_seed
+        self.seq_len = context_length(cfg, enc)
+
+    def individuals(self, gen: NumpyGenerator) -> np.ndarray:
+        """Who the chunk's biographies are about: uniform over the seen individuals."""
+        return gen.rng.integers(0, self.cfg.n_individuals, DATA_CHUNK * self.cfg.batch_size)
+
+    def draw(self) -> dict[str, Any]:
+        per_seed = [self.enc.sample(self.individuals(g), "train", g.rng, self.seq_len).tokens for g in self.gens]
+        tokens = torch.stack([per_seed[s] for s in self.member_seed])  # [K, chunk * B, L]
+        tokens = tokens.view(len(self.member_seed), DATA_CHUNK, self.cfg.batch_size, -1)
+        lengths = (tokens != self.enc.pad_id).sum(-1).amax(dim=(0, 2))  # [chunk]: the longest biography
+        return {"tokens": tokens, "widths": lengths.tolist()}
+
+    def batch(self, data: dict[str, Any], i: int) -> Tensor:
+        """Step i's tokens [K, B, width], cut after the step's longest biography (the rest is padding)."""
+        return data["tokens"][:, i, :, : data["widths"][i]].to(self.cfg.device)
+
+
+# --- the model and its loss ----------------------------------------------------------------------------
+
+
+def build_model(cfg: BiographyConfig, enc: bio.BiographyEncoder, init_seeds: list[int]) -> EnsembleTransformer:
+    model = EnsembleTransformer(
+        len(init_seeds),
+        enc.vocab_size,
+        context_length(cfg, enc),
+        d_model=cfg.d_model,
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        d_mlp=cfg.d_mlp,
+        n_out=enc.vocab_size,
+    )
+    model.to(cfg.device).reset_parameters([generator(s, "init", cfg.device) for s in init_seeds])
+    return model
+
+
+def autocast(cfg: BiographyConfig) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast on a GPU when asked; full precision otherwise."""
+    if cfg.bf16 and cfg.device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def lm_loss(cfg: BiographyConfig, pad_id: int):  # type: ignore[no-untyped-def]
+    """Per-member next-token cross-entropy, averaged over the tokens that are not padding."""
+
+    def loss(model: EnsembleTransformer, tokens: Tensor) -> Tensor:
+        with autocast(cfg):
+            logits = model(tokens[..., :-1])
+        target = tokens[..., 1:]
+        ce = F.cross_entropy(logits.float().flatten(0, 2), target.flatten(), reduction="none").view(target.shape)
+        real = (target != pad_id).float()
+        return (ce * real).sum(dim=(1, 2)) / real.sum(dim=(1, 2))
+
+    return loss
+
+
+def cosine(steps: int):  # type: ignore[no-untyped-def]
+    """The learning-rate multiplier: cosine decay from 1 to 0 over training, no warm-up."""
+    return lambda step: 0.5 * (1.0 + math.cos(math.pi * step / steps))
+
+
+# --- evaluation ----------------------------------------------------------------------------------------
+
+
+def evaluation_sets(cfg: BiographyConfig, enc: bio.BiographyEncoder) -> dict[str, bio.Batch]:
+    """Fixed biographies to score: the same for every seed and every evaluation."""
+    world, seq_len = enc.world, context_length(cfg, enc)
+    groups = {
+        "seen": np.arange(min(cfg.eval_individuals, world.n_individuals)),
+        "unseen": np.asarray(world.unseen)[: cfg.eval_individuals],
+    }
+    sets = {
+        name: enc.eval_batch(groups[who], split, seed=cfg.world_seed + i, seq_len=seq_len)
+        for i, (name, (who, split)) in enumerate(EVAL_SETS.items())
+    }
+    return {name: _trim(batch, enc.pad_id) for name, batch in sets.items()}
+
+
+def _trim(batch: bio.Batch, pad_id: int) -> bio.Batch:
+    """The batch without the trailing columns that are padding in every sequence."""
+    width = int((batch.tokens != pad_id).sum(-1).max())
+    cut = {f: getattr(batch, f)[:, :width] for f in ("tokens", "value_attr", "first_value")}
+    return dataclasses.replace(batch, **cut)
+
+
+@torch.no_grad()
+def score(model: EnsembleTransformer, batch: bio.Batch, cfg: BiographyConfig) -> AttributeScores:
+    """Attribute scores [K, B, 6] of every member on one evaluation set, a chunk of sequences at a time."""
+    parts = []
+    for i in range(0, len(batch.tokens), EVAL_CHUNK):
+        tokens = batch.tokens[i : i + EVAL_CHUNK].to(cfg.device)
+        with autocast(cfg):
+            logits = model(tokens.expand(model.n_models, -1, -1))
+        attr = batch.value_attr[i : i + EVAL_CHUNK].to(cfg.device)
+        parts.append(attribute_scores(logits, tokens, attr, len(bio.ATTRIBUTES)))
+    return AttributeScores(*(torch.cat([getattr(p, f) for p in parts], dim=1) for f in AttributeScores.__annotations__))
+
+
+def curve_metrics(sets: dict[str, bio.Batch], cfg: BiographyConfig):  # type: ignore[no-untyped-def]
+    """The metrics tracked along training, per member: loss and accuracy on each evaluation set."""
+
+    def evaluate(model: EnsembleTransformer) -> dict[str, Tensor]:
+        out = {}
+        for name, batch in sets.items():
+            s = score(model, batch, cfg)
+            out[f"loss_{name}"] = s.loss.nanmean(dim=(1, 2)).cpu()
+            out[f"acc_{name}"] = s.correct.nanmean(dim=(1, 2)).cpu()
+            out[f"conf_{name}"] = s.confidence.nanmean(dim=(1, 2)).cpu()
+        return out
+
+    return evaluate
+
+
+# --- protocol ------------------------------------------------------------------------------------------
+
+
+def train(
+    cfg: BiographyConfig, ctx: RunContext, init_seeds: list[int] | None = None, label: str = "knowledge"
+) -> tuple[EnsembleTransformer, TrainLog, dict[str, bio.Batch]]:
+    """Train one transformer per seed on the biographies, scoring the evaluation sets along the way.
+    Also how the dynamics studies built on this one obtain trained models and curves."""
+    enc, seeds = world_of(cfg), cfg.seed_list
+    model = build_model(cfg, enc, init_seeds or seeds)
+    stream = BiographyStream(cfg, enc, seeds, list(range(len(seeds))))
+    sets = evaluation_sets(cfg, enc)
+    with ctx.progress(f"{label} · {len(seeds)} transformers · N={cfg.n_individuals}", cfg.steps) as update:
+        log = train_ensemble(
+            model,
+            stream,
+            lm_loss(cfg, enc.pad_id),
+            steps=cfg.steps,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            betas=(0.9, cfg.beta2),
+            decoupled_weight_decay=True,
+            lr_schedule=cosine(cfg.steps),
+            evaluate=curve_metrics(sets, cfg),
+            eval_every=cfg.eval_every,
+            on_step=update,
+            checkpoint=ctx.checkpoint("train"),
+            cpu_threads=None,  # the transformer's matmuls are large enough to use every core
+        )
+    return model, log, sets
+
+
+def final_metrics(
+    model: EnsembleTransformer, log: TrainLog, sets: dict[str, bio.Batch], cfg: BiographyConfig
+) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+    """The summary's per-member metrics, and per-member calibration bins for the figures."""
+    baseline = bio.no_knowledge_baseline()
+    steps = np.array([s for s, _ in log.evals])
+    curve = {name: np.stack([m[name].numpy() for _, m in log.evals]) for name in log.evals[0][1]}  # [E, K]
+    model.eval()
+    seen, unseen = score(model, sets["heldout_templates"], cfg), score(model, sets["unseen"], cfg)
+    k = model.n_models
+    out: dict[str, np.ndarray] = {name: np.zeros(k) for name in SUMMARY_METRICS}
+    bins: dict[str, list[np.ndarray]] = {}
+    for j in range(k):
+        phases = detect_phases(
+            steps, curve["loss_heldout_templates"][:, j], curve["acc_heldout_templates"][:, j], baseline
+        )
+        after = (
+            steps >= phases.plateau_end_step if not math.isnan(phases.plateau_end_step) else np.zeros_like(steps, bool)
+        )
+        unseen_peak = curve["loss_unseen"][after, j].max() - baseline if after.any() else math.nan
+        values = {
+            "no_knowledge_baseline": baseline,
+            "phase1_end_step": phases.phase1_end_step,
+            "plateau_end_step": phases.plateau_end_step,
+            "final_loss_heldout_templates": curve["loss_heldout_templates"][-1, j],
+            "final_loss_unseen_individuals": curve["loss_unseen"][-1, j],
+            "final_acc_train_templates": curve["acc_train_templates"][-1, j],
+            "final_acc_heldout_templates": curve["acc_heldout_templates"][-1, j],
+            "final_acc_unseen_individuals": curve["acc_unseen"][-1, j],
+            "unseen_loss_peak_minus_baseline": unseen_peak,
+            "unseen_loss_min_minus_baseline": curve["loss_unseen"][:, j].min() - baseline,
+            "conf_seen": float(seen.confidence[j].nanmean()),
+            "conf_unseen": float(unseen.confidence[j].nanmean()),
+            "ece_seen": expected_calibration_error(
+                seen.confidence[j].cpu().numpy(), seen.first_correct[j].cpu().numpy()
+            ),
+            "ece_unseen": expected_calibration_error(
+                unseen.confidence[j].cpu().numpy(), unseen.first_correct[j].cpu().numpy()
+            ),
+        }
+        for name, value in values.items():
+            out[name][j] = value
+        for who, s in (("seen", seen), ("unseen", unseen)):
+            conf, acc, count = reliability(
+                s.confidence[j].cpu().numpy(), s.first_correct[j].cpu().numpy(), CALIBRATION_BINS
+            )
+            for what, v in (("confidence", conf), ("accuracy", acc), ("count", count)):
+                bins.setdefault(f"{who}_{what}", []).append(v)
+    return out, bins
+
+
+SUMMARY_METRICS = (
+    "no_knowledge_baseline",
+    "phase1_end_step",
+    "plateau_end_step",
+    "final_loss_heldout_templates",
+    "final_loss_unseen_individuals",
+    "final_acc_train_templates",
+    "final_acc_heldout_templates",
+    "final_acc_unseen_individuals",
+    "unseen_loss_peak_minus_baseline",
+    "unseen_loss_min_minus_baseline",
+    "conf_seen",
+    "conf_unseen",
+    "ece_seen",
+    "ece_unseen",
+)
+
+
+def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
+    model, log, sets = train(cfg, ctx)
+    members = [("default", s) for s in cfg.seed_list]
+    finals, bins = final_metrics(model, log, sets, cfg)
+    steps = list(range(1, cfg.steps + 1))
+    frames = [member_rows(members, steps, log.losses.numpy(), "train", "loss")]
+    eval_steps = [s for s, _ in log.evals]
+    for name in log.evals[0][1]:
+        frames.append(member_rows(members, eval_steps, np.stack([m[name].numpy() for _, m in log.evals]), "eval", name))
+    frames += [member_rows(members, [cfg.steps], v[None], "test", n) for n, v in finals.items()]
+    # calibration bins: split "calibration", step = bin index (0 .. CALIBRATION_BINS - 1)
+    frames += [
+        member_rows(members, list(range(CALIBRATION_BINS)), np.stack(v, axis=1), "calibration", n)
+        for n, v in bins.items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- the published claims ------------------------------------------------------------------------------
+
+
+def _three_phases(t: Table) -> tuple[bool, str]:
+    cells = t["default"]
+    p1, p2 = (np.asarray(cells[m]["values"], dtype=float) for m in ("phase1_end_step", "plateau_end_step"))
+    plateau = p2 - p1
+    acc = cells["final_acc_heldout_templates"]
+    every_seed = bool(np.all(np.isfinite(plateau)) and np.all(plateau > 0))
+    held = every_seed and acc["ci95"][0] > 0.5
+    return held, (
+        f"loss within 10% of the baseline by step {_mean(p1)}, plateau (accuracy < 5%) until step {_mean(p2)} "
+        f"(length {_mean(plateau)}; positive in {int(np.sum(plateau > 0))} of {len(plateau)} seeds); "
+        f"final held-out-template accuracy {_pct(acc)}"
+    )
+
+
+def _hallucinates(t: Table) -> tuple[bool, str]:
+    cell = t["default"]["unseen_loss_peak_minus_baseline"]
+    if cell["mean"] is None:
+        return False, "no plateau end detected, so no knowledge phase to look at"
+    held = cell["ci95"][0] > 0
+    return held, (
+        f"unseen individuals' loss peaks {cell['mean']:+.2f} nats from the baseline after the plateau "
+        f"(95% CI {cell['ci95'][0]:+.2f} to {cell['ci95'][1]:+.2f}), from a minimum of "
+        f"{t['default']['unseen_loss_min_minus_baseline']['mean']:+.2f} before; final "
+        f"{t['default']['final_loss_unseen_individuals']['mean']:.2f} vs baseline "
+        f"{t['default']['no_knowledge_baseline']['mean']:.2f}"
+    )
+
+
+def _less_confident(t: Table) -> tuple[bool, str]:
+    gap = _paired(t, "conf_seen", "conf_unseen")
+    held = gap["ci95"][0] > 0
+    return held, (
+        f"max-probability on the first value token: seen {_pct(t['default']['conf_seen'])}, unseen "
+        f"{_pct(t['default']['conf_unseen'])}; paired gap {100 * gap['mean']:+.1f} points "
+        f"(95% CI {100 * gap['ci95'][0]:+.1f} to {100 * gap['ci95'][1]:+.1f})"
+    )
+
+
+def _paired(t: Table, a: str, b: str) -> dict[str, Any]:
+    cells = t["default"]
+    return describe(np.asarray(cells[a]["values"], dtype=float) - np.asarray(cells[b]["values"], dtype=float))
+
+
+def _mean(values: np.ndarray) -> str:
+    finite = values[np.isfinite(values)]
+    return f"{finite.mean():.0f}" if finite.size else "never"
+
+
+def _pct(cell: dict[str, Any]) -> str:
+    lo, hi = cell["ci95"]
+    return f"{100 * cell['mean']:.1f}% (95% CI {100 * lo:.1f}–{100 * hi:.1f})"
+
+
+CLAIMS = (
+    Claim(
+        "Three phases: loss falls to the no-knowledge baseline, plateaus with near-zero accuracy, "
+        "then knowledge emerges (held-out-template accuracy above 50%)",
+        _three_phases,
+    ),
+    Claim("Hallucination: as knowledge emerges, loss on unseen individuals rises above the baseline", _hallucinates),
+    Claim("Models stay less confident on unseen individuals than on seen ones", _less_confident),
+)
+
+
+def notes(summary: dict[str, Any]) -> list[str]:
+    t, c = summary["table"]["default"], summary["config"]
+    return [
+        f"No-knowledge baseline {t['no_knowledge_baseline']['mean']:.3f} nats from the pools' sizes "
+        "(the source: ≈ 6.78 with its pools).",
+        f"Memory vs knowledge at the end: accuracy {100 * t['final_acc_train_templates']['mean']:.1f}% on "
+        f"training templates, {100 * t['final_acc_heldout_templates']['mean']:.1f}% on held-out templates, "
+        f"{100 * t['final_acc_unseen_individuals']['mean']:.1f}% on unseen individuals (N={c['n_individuals']}).",
+        f"Expected calibration error of the first value token: seen {t['ece_seen']['mean']:.3f}, "
+        f"unseen {t['ece_unseen']['mean']:.3f}.",
+    ]
+
+
+# --- figures -------------------------------------------------------------------------------------------
+
+
+def _curves(metrics: pd.DataFrame, names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Mean over seeds of eval metrics: name -> (steps, values)."""
+    ev = metrics[(metrics.split == "eval") & metrics.metric.isin(names)]
+    mean = ev.groupby(["metric", "step"])["value"].mean()
+    return {n: (mean[n].index.to_numpy(), mean[n].to_numpy()) for n in names if n in mean.index.get_level_values(0)}
+
+
+def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
+    import matplotlib.pyplot as plt
+
+    t = summary["table"].get("default")
+    if t is None:
+        return {}
+    baseline = t["no_knowledge_baseline"]["mean"]
+    labels = {"train_templates": "seen, training templates", "heldout_templates": "seen, held-out templates",
+              "unseen": "unseen individuals"}  # fmt: skip
+    curves = _curves(metrics, [f"{q}_{n}" for q in ("loss", "acc", "conf") for n in labels])
+    out: dict[str, Any] = {}
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for n, label in labels.items():
+        if f"loss_{n}" in curves:
+            ax.plot(*curves[f"loss_{n}"], label=label)
+            ax2.plot(*curves[f"acc_{n}"], label=label)
+    ax.axhline(baseline, color="black", ls="--", lw=1, label=f"no-knowledge baseline ({baseline:.2f})")
+    for axis in (ax, ax2):
+        for metric, style in (("phase1_end_step", ":"), ("plateau_end_step", "-.")):
+            if t[metric]["mean"] is not None:
+                axis.axvline(t[metric]["mean"], color="grey", ls=style, lw=1)
+    ax.set(
+        xlabel="step",
+        ylabel="attribute loss (nats)",
+        title="Three phases (dotted: phase 1 ends; dash-dot: plateau ends)",
+    )
+    ax2.set(xlabel="step", ylabel="attribute accuracy", ylim=(-0.02, 1.02), title="Attribute accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out["phases"] = fig
+
+    if "loss_unseen" in curves:
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        ax.plot(*curves["loss_unseen"], color="C2", label="unseen individuals")
+        ax.plot(*curves["loss_heldout_templates"], color="C1", label="seen (held-out templates)")
+        ax.axhline(baseline, color="black", ls="--", lw=1, label="no-knowledge baseline")
+        ax.set(xlabel="step", ylabel="attribute loss (nats)", title="Hallucination: loss on never-seen individuals")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        out["hallucination"] = fig
+
+    cal = metrics[metrics.split == "calibration"]
+    if not cal.empty:
+        total = cal.groupby(["metric", "step"])["value"]
+        counts = total.sum()
+        edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        for who, colour in (("seen", "C1"), ("unseen", "C2")):
+            c = counts[f"{who}_count"].to_numpy()
+            ax.stairs(c / max(c.sum(), 1), edges, color=colour, label=who, lw=1.5)
+            conf = cal[cal.metric == f"{who}_confidence"].groupby("step")["value"].mean()
+            acc = cal[cal.metric == f"{who}_accuracy"].groupby("step")["value"].mean()
+            ax2.plot(conf.to_numpy(), acc.to_numpy(), marker="o", color=colour, label=who)
+        ax.set(xlabel="max probability on the first value token", ylabel="share of predictions", title="Confidence")
+        ax2.plot([0, 1], [0, 1], color="grey", ls=":", lw=1)
+        ax2.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="Reliability diagram")
+        for axis in (ax, ax2):
+            axis.legend(fontsize=7)
+        fig.tight_layout()
+        out["calibration"] = fig
+    return out
+
+
+STUDY = Study(
+    name="knowledge-acquisition",
+    title="how a language model learns facts: three phases and hallucinations (C2, C7)",
+    source="seeds/002 (Zucchet et al. 2025, How do language models learn facts?)",
+    method=__doc__.split("Method.", 1)[1].strip(),
+    config=Config,
+    presets=PRESETS,
+    arms=ARMS,
+    measure=measure,
+    claims=CLAIMS,
+    headline=(("default", "final_acc_heldout_templates"), ("default", "plateau_end_step")),
+    figures=figures,
+    notes=notes,
+)

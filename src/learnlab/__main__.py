@@ -1,5 +1,3 @@
-import sys
+from learnlab.cli import entry
 
-from learnlab.cli import main
-
-sys.exit(main())
+entry()

@@ -70,6 +70,7 @@ def train_ensemble(
     decoupled_weight_decay: bool = False,
     lr_schedule: Callable[[int], float] | None = None,
     cpu_threads: int | None = 1,
+    stop_when: Callable[[TrainLog], bool] | None = None,
 ) -> TrainLog:
     """Train all members of `model` together with Adam; `batch(step)` gives every member its own batch.
 
@@ -78,6 +79,8 @@ def train_ensemble(
     able to run, replaces the loss, zero_grad and backward with one call (the same gradients).
     decoupled_weight_decay=True trains with AdamW; `lr_schedule(step)` multiplies lr at each step.
     cpu_threads: PyTorch's threads while training on a CPU (None: unchanged; models with large matmuls).
+    `stop_when(log)`, asked after each periodic evaluation, ends training early when it returns True
+    (the log's losses then stop at that step, and the final evaluation is the one just made).
     """
     # Adam and AdamW treat every member alike
     optimizer = adam(model.parameters(), lr, weight_decay, betas, decoupled=decoupled_weight_decay)
@@ -106,6 +109,9 @@ def train_ensemble(
             losses[step] = per_model.detach()
             if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
                 log.evals.append((step + 1, _evaluate(model, evaluate)))
+                if stop_when is not None and stop_when(log):
+                    steps = step + 1
+                    break
             if checkpoint is not None and (step + 1) % checkpoint.every == 0 and step + 1 < steps:
                 checkpoint.save(
                     {
@@ -119,9 +125,9 @@ def train_ensemble(
                 )
             if on_step is not None:
                 on_step(step + 1)
-    if evaluate is not None:
+    if evaluate is not None and (not log.evals or log.evals[-1][0] != steps):
         log.evals.append((steps, _evaluate(model, evaluate)))
-    log.losses = losses.cpu() if losses is not None else torch.empty(0)
+    log.losses = losses[:steps].cpu() if losses is not None else torch.empty(0)
     return log
 
 

@@ -35,11 +35,13 @@ os.register_at_fork(after_in_child=_drawer.cache_clear)  # a forked child has no
 
 
 class ChunkedStream:
-    """Subclasses define `draw()` (one chunk's data from self.gens) and `batch(data, i)` (its i-th step)."""
+    """Subclasses define `draw()` (one chunk's data from self.gens; `self.drawing` is the step of its
+    first batch) and `batch(data, i)` (its i-th step)."""
 
     def __init__(self, gens: list[torch.Generator], chunk: int, steps: int | None = None):
         self.gens, self.chunk_size, self.steps = gens, chunk, steps
         self.current: Chunk | None = None
+        self.drawing = 0
         self._next: Future[Chunk] | None = None
 
     def draw(self) -> dict[str, Any]:
@@ -50,6 +52,7 @@ class ChunkedStream:
 
     def _draw_chunk(self, start: int) -> Chunk:
         states = [g.get_state() for g in self.gens]
+        self.drawing = start  # for `draw`s whose distribution changes along training
         return Chunk(start, states, self.draw())
 
     def __call__(self, step: int) -> Any:

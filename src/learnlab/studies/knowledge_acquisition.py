@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -79,12 +80,30 @@ class BiographyConfig(StudyConfig):
     eval_every: int = Field(100, gt=0)
     eval_individuals: int = Field(200, gt=0, description="seen (and at most as many unseen) individuals scored")
     bf16: bool = Field(True, description="bfloat16 autocast on a GPU (ignored on a CPU)")
+    # who the training biographies are about, and how long to train (the dynamics studies' knobs)
+    alpha: float = Field(0.0, ge=0, description="individual i drawn with probability ∝ (i+1)^-alpha (0: uniform)")
+    celebrities: int = Field(0, ge=0, description="the first n individuals are drawn celebrity_weight times as often")
+    celebrity_weight: float = Field(1.0, gt=0)
+    warmup_individuals: int = Field(0, ge=0, description="train first on the first n individuals only ...")
+    warmup_epochs: float = Field(0.0, ge=0, description="... for this many passes over them, then on all")
+    schedule_steps: int = Field(0, ge=0, description="the cosine schedule's length (0: steps)")
+    stop_after_plateau: bool = Field(False, description="stop once every seed's plateau has ended")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> BiographyConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.warmup_individuals and (self.alpha or self.celebrities):
+            raise ValueError("a warm-up on a subset is uniform: set warmup_individuals or alpha/celebrities, not both")
+        for key in ("celebrities", "warmup_individuals"):
+            if getattr(self, key) > self.n_individuals:
+                raise ValueError(f"{key} ({getattr(self, key)}) exceeds n_individuals ({self.n_individuals})")
         return self
+
+    @property
+    def warmup_steps(self) -> int:
+        """Steps of the warm-up phase: `warmup_epochs` passes over `warmup_individuals` biographies."""
+        return math.ceil(self.warmup_individuals * self.warmup_epochs / self.batch_size)
 
 
 class Config(BiographyConfig):
@@ -147,6 +166,29 @@ def context_length(cfg: BiographyConfig, enc: bio.BiographyEncoder) -> int:
     return cfg.seq_len or enc.max_length
 
 
+Sampler = Callable[[np.random.Generator, np.ndarray], np.ndarray]  # (rng, step of each row) -> individuals
+
+
+def sampler(cfg: BiographyConfig) -> Sampler:
+    """Who each training biography is about: uniform over the N individuals by default; Zipf-like
+    (∝ (i+1)^-alpha) and/or with `celebrities` drawn more often; or, during a warm-up, uniform over the
+    first `warmup_individuals` only."""
+    n, warm_n, warm_steps = cfg.n_individuals, cfg.warmup_individuals, cfg.warmup_steps
+    weights = np.arange(1, n + 1, dtype=float) ** -cfg.alpha
+    weights[: cfg.celebrities] *= cfg.celebrity_weight
+    cdf = np.cumsum(weights / weights.sum())
+    uniform = cfg.alpha == 0 and (cfg.celebrities == 0 or cfg.celebrity_weight == 1)
+
+    def draw(rng: np.random.Generator, steps: np.ndarray) -> np.ndarray:
+        if not uniform:
+            return np.minimum(np.searchsorted(cdf, rng.random(len(steps)), side="right"), n - 1)
+        if warm_steps and steps[0] < warm_steps:
+            return np.where(steps < warm_steps, rng.integers(0, warm_n, len(steps)), rng.integers(0, n, len(steps)))
+        return rng.integers(0, n, len(steps))
+
+    return draw
+
+
 class BiographyStream(ChunkedStream):
     """Every member's training biographies: member k draws from its seed's generator."""
 
@@ -154,10 +196,12 @@ class BiographyStream(ChunkedStream):
         super().__init__([NumpyGenerator(s, "data") for s in seeds], DATA_CHUNK, cfg.steps)
         self.cfg, self.enc, self.member_seed = cfg, enc, member_seed
         self.seq_len = context_length(cfg, enc)
+        self.sampler = sampler(cfg)
 
     def individuals(self, gen: NumpyGenerator) -> np.ndarray:
-        """Who the chunk's biographies are about: uniform over the seen individuals."""
-        return gen.rng.integers(0, self.cfg.n_individuals, DATA_CHUNK * self.cfg.batch_size)
+        """Who the chunk's biographies are about (`sampler`)."""
+        steps = np.repeat(np.arange(self.drawing, self.drawing + DATA_CHUNK), self.cfg.batch_size)
+        return self.sampler(gen.rng, steps)
 
     def draw(self) -> dict[str, Any]:
         per_seed = [self.enc.sample(self.individuals(g), "train", g.rng, self.seq_len).tokens for g in self.gens]
@@ -211,7 +255,7 @@ def lm_loss(cfg: BiographyConfig, pad_id: int):  # type: ignore[no-untyped-def]
 
 
 def cosine(steps: int):  # type: ignore[no-untyped-def]
-    """The learning-rate multiplier: cosine decay from 1 to 0 over training, no warm-up."""
+    """The learning-rate multiplier: cosine decay from 1 to 0 over `steps`, no warm-up."""
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * step / steps))
 
 
@@ -289,14 +333,25 @@ def train(
             weight_decay=cfg.weight_decay,
             betas=(0.9, cfg.beta2),
             decoupled_weight_decay=True,
-            lr_schedule=cosine(cfg.steps),
+            lr_schedule=cosine(cfg.schedule_steps or cfg.steps),
             evaluate=curve_metrics(sets, cfg),
             eval_every=cfg.eval_every,
             on_step=update,
             checkpoint=ctx.checkpoint("train"),
             cpu_threads=None,  # the transformer's matmuls are large enough to use every core
+            stop_when=plateau_ended if cfg.stop_after_plateau else None,
         )
     return model, log, sets
+
+
+def plateau_ended(log: TrainLog) -> bool:
+    """Every member's plateau is over (held-out-template accuracy reached 5% after phase 1)."""
+    steps = np.array([s for s, _ in log.evals])
+    loss = np.stack([m["loss_heldout_templates"].numpy() for _, m in log.evals])
+    acc = np.stack([m["acc_heldout_templates"].numpy() for _, m in log.evals])
+    baseline = bio.no_knowledge_baseline()
+    ends = [detect_phases(steps, loss[:, j], acc[:, j], baseline).plateau_end_step for j in range(loss.shape[1])]
+    return not any(math.isnan(e) for e in ends)
 
 
 def final_metrics(
@@ -323,6 +378,7 @@ def final_metrics(
             "no_knowledge_baseline": baseline,
             "phase1_end_step": phases.phase1_end_step,
             "plateau_end_step": phases.plateau_end_step,
+            "plateau_length": phases.plateau_end_step - phases.phase1_end_step,
             "final_loss_heldout_templates": curve["loss_heldout_templates"][-1, j],
             "final_loss_unseen_individuals": curve["loss_unseen"][-1, j],
             "final_acc_train_templates": curve["acc_train_templates"][-1, j],
@@ -354,6 +410,7 @@ SUMMARY_METRICS = (
     "no_knowledge_baseline",
     "phase1_end_step",
     "plateau_end_step",
+    "plateau_length",
     "final_loss_heldout_templates",
     "final_loss_unseen_individuals",
     "final_acc_train_templates",
@@ -369,15 +426,20 @@ SUMMARY_METRICS = (
 
 
 def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
-    model, log, sets = train(cfg, ctx)
-    members = [("default", s) for s in cfg.seed_list]
+    return measure_as("default", cfg, ctx)
+
+
+def measure_as(arm: str, cfg: BiographyConfig, ctx: RunContext) -> pd.DataFrame:
+    """The protocol's measurements for one configuration, labelled `arm` (a job of the grid studies)."""
+    model, log, sets = train(cfg, ctx, label=arm)
+    members = [(arm, s) for s in cfg.seed_list]
     finals, bins = final_metrics(model, log, sets, cfg)
-    steps = list(range(1, cfg.steps + 1))
+    steps = list(range(1, len(log.losses) + 1))  # fewer than cfg.steps if training stopped early
     frames = [member_rows(members, steps, log.losses.numpy(), "train", "loss")]
     eval_steps = [s for s, _ in log.evals]
     for name in log.evals[0][1]:
         frames.append(member_rows(members, eval_steps, np.stack([m[name].numpy() for _, m in log.evals]), "eval", name))
-    frames += [member_rows(members, [cfg.steps], v[None], "test", n) for n, v in finals.items()]
+    frames += [member_rows(members, [steps[-1]], v[None], "test", n) for n, v in finals.items()]
     # calibration bins: split "calibration", step = bin index (0 .. CALIBRATION_BINS - 1)
     frames += [
         member_rows(members, list(range(CALIBRATION_BINS)), np.stack(v, axis=1), "calibration", n)

@@ -130,6 +130,8 @@ def execute(
     metrics = metrics[COLUMNS].astype({"seed": "int64", "step": "int64", "value": "float64"})
     final = metrics[metrics.split == "test"]
     table = table_from_metrics(final)
+    for arm, cells in (spec.derived(metrics, cfg) if spec.derived else {}).items():
+        table.setdefault(arm, {}).update(cells)
     reference = {arm: cells for arm, cells in spec.reference.items() if arm in table}
     summary: dict[str, Any] = {
         "study": spec.name,
@@ -148,6 +150,8 @@ def execute(
         "claims": [claim.judge(table).as_dict() for claim in spec.claims],
         "method": spec.method,
     }
+    if spec.plain_metrics:
+        summary["plain_metrics"] = list(spec.plain_metrics)
     for key, value in spec.extras.items():  # a study's own top-level keys never replace the standard ones
         summary.setdefault(key, value)
     summary["notes"] = spec.notes(summary) if spec.notes else []
@@ -238,6 +242,7 @@ def _complete(
     try:
         for checkpoint in work.glob("*.ckpt*"):
             checkpoint.unlink()
+        shutil.rmtree(work / "jobs", ignore_errors=True)  # a grid study's finished jobs and their checkpoints
         _write_contents(result, work)
         os.replace(work, out_dir)
     except BaseException:

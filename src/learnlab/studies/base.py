@@ -57,7 +57,8 @@ class Claim:
     check: Callable[[Table], tuple[bool, str]]
 
     def judge(self, table: Table) -> Verdict:
-        if any(len(cell["values"]) < 2 for cells in table.values() for cell in cells.values()):
+        per_seed = (cell for cells in table.values() for cell in cells.values() if not cell.get("derived"))
+        if any(len(cell["values"]) < 2 for cell in per_seed):
             return Verdict(self.text, None, "needs at least 2 seeds per arm for a confidence interval")
         try:
             held, evidence = self.check(table)
@@ -82,6 +83,10 @@ class Study:
     figures: Callable[[dict[str, Any], pd.DataFrame], dict[str, Any]] | None = None
     notes: Callable[[dict[str, Any]], list[str]] | None = None  # findings beyond the source
     extras: dict[str, Any] = field(default_factory=dict)  # added to summary.json, e.g. {"chance": 0.1}
+    # cells computed from all measurements at once (a fit with a bootstrap CI), {arm: {metric: cell}};
+    # such a cell carries "derived": True, and its "values" are not per seed
+    derived: Callable[[pd.DataFrame, Any], Table] | None = None
+    plain_metrics: tuple[str, ...] = ()  # metrics that are numbers, not fractions, even inside [0, 1]
 
     def describe(self) -> str:
         return f"{self.name:<18} {self.title} [presets: {', '.join(self.presets)}]"

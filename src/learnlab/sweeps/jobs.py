@@ -1,0 +1,112 @@
+"""The independent trainings of a grid study, run in this process or as Ray tasks.
+
+A grid study (`plateau-scaling`, `data-imbalance`, …) is one run whose protocol needs several separate
+trainings — one per number of individuals, per imbalance, … Each is a `Job`: a module-level function
+of a config that returns long-format measurements. `run_jobs` computes them with the study's backend
+(`local`, or `ray` from the optional extra `learnlab[ray]`, imported lazily) and keeps each finished
+job's measurements in the run's work directory, so an interrupted grid resumes where it stopped and a
+resumed job continues from its own checkpoints (local backend). A job's result depends only on its
+function and config, so both backends give the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field
+
+from learnlab.config import StudyConfig
+from learnlab.errors import LearnlabError
+from learnlab.studies.base import RunContext
+
+Backend = Literal["local", "ray"]
+
+
+class GridConfig(StudyConfig):
+    """Where a grid study's jobs run: not part of what is measured (both backends give the same)."""
+
+    backend: Backend = Field("local", description="local: in this process; ray: as Ray tasks")
+    address: str | None = Field(None, description="Ray cluster address (default: start a local Ray)")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str  # unique within the run; a file name
+    fn: Callable[[Any, RunContext], pd.DataFrame]  # module-level, so Ray can ship it by reference
+    config: Any  # the job's own (pydantic) config
+
+
+def run_jobs(jobs: list[Job], cfg: GridConfig, ctx: RunContext, label: str) -> dict[str, pd.DataFrame]:
+    """Every job's measurements by name; finished ones are read back from the work directory."""
+    if len({job.name for job in jobs}) < len(jobs):
+        raise ValueError("job names must be unique")
+    store = ctx.workdir / "jobs" if ctx.workdir else None
+    done = {job.name: pd.read_parquet(_file(store, job)) for job in jobs if store and _file(store, job).is_file()}
+    todo = [job for job in jobs if job.name not in done]
+    run = _ray(cfg.address) if cfg.backend == "ray" else _local(ctx)
+    # locally each job shows its own bar (one live bar at a time); on Ray one bar counts the jobs
+    outer = ctx.progress if cfg.backend == "ray" else _quiet
+    with outer(f"{label} · {len(jobs)} trainings", len(jobs)) as update:
+        update(len(done))
+        for job, frame in run(todo):
+            if store is not None:
+                store.mkdir(parents=True, exist_ok=True)
+                frame.to_parquet(_file(store, job), index=False)
+            done[job.name] = frame
+            update(len(done))
+    return {job.name: done[job.name] for job in jobs}
+
+
+def _file(store: Path, job: Job) -> Path:
+    return store / f"{job.name}.parquet"
+
+
+Runner = Callable[[list[Job]], Iterator[tuple[Job, pd.DataFrame]]]
+
+
+def _local(ctx: RunContext) -> Runner:
+    def run(jobs: list[Job]) -> Iterator[tuple[Job, pd.DataFrame]]:
+        for job in jobs:
+            workdir = ctx.workdir / "jobs" / job.name if ctx.workdir else None
+            if workdir is not None:
+                workdir.mkdir(parents=True, exist_ok=True)
+            yield job, job.fn(job.config, RunContext(ctx.progress, workdir, ctx.checkpoint_every))
+
+    return run
+
+
+def _quiet(desc: str, total: int) -> Any:
+    from learnlab.progress import progress_bar
+
+    return progress_bar(desc, total, False)
+
+
+def _remote(fn: Callable[[Any, RunContext], pd.DataFrame], config: Any) -> pd.DataFrame:
+    from learnlab.api import deterministic
+
+    with deterministic():
+        return fn(config, RunContext(_quiet))
+
+
+def _ray(address: str | None) -> Runner:
+    try:
+        import ray
+    except ImportError:
+        raise LearnlabError("the ray backend needs the optional extra: pip install 'learnlab[ray]'") from None
+
+    def run(jobs: list[Job]) -> Iterator[tuple[Job, pd.DataFrame]]:
+        if not jobs:
+            return
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(num_cpus=1)(_remote)
+        pending = {remote.remote(job.fn, job.config): job for job in jobs}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            yield pending.pop(ready[0]), ray.get(ready[0])
+
+    return run

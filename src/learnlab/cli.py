@@ -17,7 +17,7 @@ from rich.table import Table
 from learnlab import api
 from learnlab.config import config_from_yaml, parse_overrides
 from learnlab.errors import Interrupted, LearnlabError
-from learnlab.reporting.report import fmt, mean_std
+from learnlab.reporting.report import as_percent, fmt, mean_std
 from learnlab.store.rundir import DEFAULT_ROOT, find_runs
 
 console = Console()
@@ -98,6 +98,10 @@ def run(study, preset, seeds, arms, sets, device, quiet, out, config, resume_dir
     print_summary(summary)
 
 
+def _shown(summary: dict, metric: str, cell: dict) -> str:
+    return mean_std(cell["mean"], cell.get("std"), as_percent(summary, metric))
+
+
 def print_summary(summary: dict) -> None:
     table = summary["table"]
     metrics = list(dict.fromkeys(m for cells in table.values() for m in cells))
@@ -114,11 +118,11 @@ def print_summary(summary: dict) -> None:
     for m in metrics:
         view.add_column(m, justify="right")
     for arm, cells in table.items():
-        view.add_row(arm, *(mean_std(c["mean"], c.get("std")) if (c := cells.get(m)) else "—" for m in metrics))
+        view.add_row(arm, *(_shown(summary, m, c) if (c := cells.get(m)) else "—" for m in metrics))
     for arm, cells in summary.get("reference", {}).items():
         view.add_row(
             f"{arm} (published)",
-            *(mean_std(c["mean"], c.get("std")) if (c := cells.get(m)) else "" for m in metrics),
+            *(_shown(summary, m, c) if (c := cells.get(m)) else "" for m in metrics),
             style="dim",
         )
     console.print(view)

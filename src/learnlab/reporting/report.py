@@ -27,21 +27,29 @@ def fmt(value: float | None, percent: bool | None = None) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
 
 
-def mean_std(mean: float | None, std: float | None) -> str:
+def mean_std(mean: float | None, std: float | None, percent: bool | None = None) -> str:
     """'mean ± std', or just the mean where no spread is known (some published numbers)."""
+    if mean is not None and percent is None:
+        percent = 0.0 <= mean <= 1.0
     if std is None or mean is None:
-        return fmt(mean)
-    percent = 0.0 <= mean <= 1.0
+        return fmt(mean, percent)
     return f"{fmt(mean, percent)} ± {fmt(std, percent)}"
 
 
-def _cell(cell: dict[str, Any]) -> str:
-    return mean_std(cell["mean"], cell.get("std"))
+def as_percent(summary: dict[str, Any], metric: str) -> bool | None:
+    """False for a study's metrics that are plain numbers even in [0, 1] (an exponent, an R²)."""
+    return False if metric in summary.get("plain_metrics", ()) else None
 
 
-def _ci(cell: dict[str, Any]) -> str:
+def _cell(cell: dict[str, Any], percent: bool | None = None) -> str:
+    return mean_std(cell["mean"], cell.get("std"), percent)
+
+
+def _ci(cell: dict[str, Any], percent: bool | None = None) -> str:
     lo, hi = cell["ci95"]
-    return f"[{fmt(lo)}, {fmt(hi)}]"
+    if percent is None and cell.get("mean") is not None:
+        percent = 0.0 <= cell["mean"] <= 1.0
+    return f"[{fmt(lo, percent)}, {fmt(hi, percent)}]"
 
 
 def blocks(summary: dict[str, Any], figure_files: dict[str, str]) -> list[Block]:
@@ -64,10 +72,12 @@ def blocks(summary: dict[str, Any], figure_files: dict[str, str]) -> list[Block]
             [
                 r["arm"],
                 r["metric"],
-                mean_std(r["mean"], r["std"]),
-                _ci(r),
-                mean_std(r["published_mean"], r["published_std"]),
-                f"{100 * r['difference']:+.1f} pts" if abs(r["published_mean"]) <= 1 else f"{r['difference']:+.3g}",
+                mean_std(r["mean"], r["std"], as_percent(summary, r["metric"])),
+                _ci(r, as_percent(summary, r["metric"])),
+                mean_std(r["published_mean"], r["published_std"], as_percent(summary, r["metric"])),
+                f"{100 * r['difference']:+.1f} pts"
+                if abs(r["published_mean"]) <= 1 and as_percent(summary, r["metric"]) is None
+                else f"{r['difference']:+.3g}",
                 "yes" if r["published_inside_ci"] else "no",
             ]
             for r in summary["comparison"]
@@ -97,7 +107,15 @@ def blocks(summary: dict[str, Any], figure_files: dict[str, str]) -> list[Block]
             (
                 ["arm", *metrics],
                 [
-                    [arm, *(f"{_cell(c)} {_ci(c)}" if (c := cells.get(m)) else "—" for m in metrics)]
+                    [
+                        arm,
+                        *(
+                            f"{_cell(c, as_percent(summary, m))} {_ci(c, as_percent(summary, m))}"
+                            if (c := cells.get(m))
+                            else "—"
+                            for m in metrics
+                        ),
+                    ]
                     for arm, cells in table.items()
                 ],
             ),

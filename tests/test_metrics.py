@@ -63,3 +63,16 @@ def test_phases_never_reached_are_nan():
     assert math.isnan(phases.phase1_end_step) and math.isnan(phases.plateau_end_step)
     phases = detect_phases(np.array([1, 2]), np.array([7.0, 6.0]), np.array([0.0, 0.01]), baseline=7.0)
     assert phases.phase1_end_step == 1 and math.isnan(phases.plateau_end_step)
+
+
+def test_power_law_fit_recovers_an_exact_law_and_bootstraps_within_groups():
+    from learnlab.metrics import power_law_fit
+
+    xs = [100, 200, 400, 800]
+    exact = power_law_fit({x: np.full(3, 0.43 * x**0.81) for x in xs}, n_boot=50)
+    assert exact.prefactor == pytest.approx(0.43) and exact.exponent == pytest.approx(0.81) and exact.r2 == 1.0
+    assert np.allclose(exact.exponent_boot, 0.81)  # no spread within groups, no spread in the bootstrap
+    noisy = power_law_fit({x: 2.0 * x * np.array([0.9, 1.0, 1.1]) for x in xs} | {50: np.array([np.nan])})
+    lo, hi = np.percentile(noisy.exponent_boot, [2.5, 97.5])
+    assert noisy.exponent == pytest.approx(1.0) and lo < 1.0 < hi  # the all-NaN group is dropped
+    assert math.isnan(power_law_fit({1: np.array([1.0])}).exponent)

@@ -111,3 +111,39 @@ def detect_phases(steps: np.ndarray, loss: np.ndarray, accuracy: np.ndarray, bas
     knowing = np.flatnonzero(accuracy[start:] >= PLATEAU_ACCURACY)
     plateau_end = steps[start + knowing[0]] if knowing.size else math.nan
     return Phases(float(steps[start]), float(plateau_end))
+
+
+# --- power laws -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class PowerLaw:
+    prefactor: float  # a in y = a * x^b
+    exponent: float  # b
+    r2: float  # of the straight-line fit on log-log axes
+    exponent_boot: np.ndarray  # the exponent refitted on bootstrap resamples
+
+
+def power_law_fit(groups: dict[float, np.ndarray], n_boot: int = 2000, seed: int = 0) -> PowerLaw:
+    """Least-squares fit of log(mean y) = log a + b log x over groups {x: per-seed values of y}, and a
+    bootstrap of b that resamples the seeds within each group. Non-finite values are left out; a group
+    with none is dropped."""
+    kept = {x: v[np.isfinite(v)] for x, v in ((x, np.asarray(v, float)) for x, v in groups.items())}
+    kept = {x: v for x, v in kept.items() if v.size and (v > 0).all()}
+    if len(kept) < 2:
+        return PowerLaw(math.nan, math.nan, math.nan, np.array([]))
+    log_x = np.log(np.array(list(kept)))
+
+    def fit(means: np.ndarray) -> tuple[float, float, float]:
+        b, log_a = np.polyfit(log_x, np.log(means), 1)
+        residual = np.log(means) - (log_a + b * log_x)
+        total = np.log(means) - np.log(means).mean()
+        r2 = 1 - (residual @ residual) / (total @ total) if total @ total > 0 else 1.0
+        return float(np.exp(log_a)), float(b), float(r2)
+
+    a, b, r2 = fit(np.array([v.mean() for v in kept.values()]))
+    rng = np.random.default_rng(seed)
+    boot = np.array(
+        [fit(np.array([rng.choice(v, v.size).mean() for v in kept.values()]))[1] for _ in range(n_boot)]
+    )
+    return PowerLaw(a, b, r2, boot)

@@ -8,6 +8,7 @@ from learnlab.studies import (
     inductive_bias,
     knowledge_acquisition,
     model_collapse,
+    plateau_scaling,
     robustness,
     softmax_negatives,
     subliminal,
@@ -24,6 +25,7 @@ STUDIES: dict[str, Study] = {
         softmax_negatives.STUDY,
         subliminal.STUDY,
         knowledge_acquisition.STUDY,
+        plateau_scaling.STUDY,
     )
 }
 

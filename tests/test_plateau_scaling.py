@@ -1,0 +1,51 @@
+"""plateau-scaling: the fit on known lengths, a smoke run through the job machinery, and Ray = local."""
+
+import pandas as pd
+import pytest
+
+import learnlab
+from learnlab.studies import plateau_scaling as ps
+
+
+def test_the_fit_recovers_a_known_power_law_with_a_bootstrap_ci():
+    rows = [
+        {"arm": f"N-{n}", "seed": s, "step": 1, "split": "test", "metric": "plateau_length",
+         "value": 0.43 * n**0.81 * (1 + 0.05 * (s - 1))}  # fmt: skip
+        for n in (100, 200, 400, 800, 1600)
+        for s in range(3)
+    ]
+    cfg = ps.Config(**ps.PRESETS["smoke"])
+    fit = ps.fit(pd.DataFrame(rows), cfg)["fit"]
+    assert fit["exponent"]["mean"] == pytest.approx(0.81) and fit["prefactor"]["mean"] == pytest.approx(0.43)
+    lo, hi = fit["exponent"]["ci95"]
+    assert lo <= 0.81 <= hi and fit["exponent"]["derived"] and fit["r2"]["mean"] == pytest.approx(1.0)
+    assert ps._power_law({"fit": fit})[0]
+
+
+def test_smoke_runs_every_n_as_a_job_and_writes_one_summary(tmp_path):
+    summary = learnlab.run("plateau-scaling", preset="smoke", out=tmp_path / "r", progress=False)
+    assert {"N-10", "N-20", "fit"} <= set(summary["table"])
+    assert {"exponent", "prefactor", "r2"} <= set(summary["table"]["fit"])
+    assert summary["plain_metrics"] and not (tmp_path / "r" / "jobs").exists()
+    assert "0.81" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_arms_are_refused_with_the_reason():
+    with pytest.raises(learnlab.LearnlabError, match="n_values"):
+        learnlab.run("plateau-scaling", preset="smoke", arms=["N-10"])
+
+
+def test_ray_backend_gives_the_local_numbers(tmp_path):
+    pytest.importorskip("ray")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        kw = {"preset": "smoke", "progress": False, "overrides": {"n_values": [10, 15], "seeds": 1}}
+        local = learnlab.run("plateau-scaling", out=tmp_path / "local", **kw)
+        remote = learnlab.run(
+            "plateau-scaling", out=tmp_path / "ray", **{**kw, "overrides": {**kw["overrides"], "backend": "ray"}}
+        )
+    finally:
+        ray.shutdown()
+    assert local["table"] == remote["table"] and "plateau_length" in local["table"]["N-10"]

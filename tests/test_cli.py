@@ -36,6 +36,10 @@ SMOKE = ["run", "hard-negatives", "--preset", "smoke", "--quiet"]
         (["resume", "nowhere"], "nowhere"),
         (["sweep", "hard-negatives", "--grid", "seeds=1,2", "--seeds", "3"], "seeds"),
         (["sweep", "hard-negatives", "--grid", "lr=0.1", "--grid", "lr=0.2"], "lr"),
+        (["run", "hard-negatives", "--backend", "ray"], "not a grid study"),
+        (["run", "plateau-scaling", "--set", "n_values=[10]"], "n_values"),
+        (["run", "knowledge-acquisition", "--set", "warmup_individuals=5", "--set", "alpha=0.5"], "warm-up"),
+        (["run", "knowledge-acquisition", "--resume", "nowhere"], "nowhere"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(in_tmp, capsys, argv, named):

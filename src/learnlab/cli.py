@@ -79,8 +79,14 @@ def list_cmd() -> None:
     "--resume", "resume_dir", type=click.Path(path_type=Path), help="continue this interrupted run (as `resume`)"
 )
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True, help="steps")
-def run(study, preset, seeds, arms, sets, device, quiet, out, config, resume_dir, checkpoint_every) -> None:
+@click.option("--backend", type=click.Choice(["local", "ray"]), help="where a grid study's trainings run")
+@click.option("--address", help="Ray cluster address for --backend ray (default: start a local one)")
+def run(
+    study, preset, seeds, arms, sets, device, quiet, out, config, resume_dir, checkpoint_every, backend, address
+) -> None:
     """Run a study and write its run directory (summary.json, metrics.parquet, report.md/html, figures)."""
+    if backend is not None or address is not None:
+        sets = (*sets, *_backend_sets(study, backend, address))
     if resume_dir is not None:
         print_summary(api.resume(resume_dir, progress=not quiet, study=study, checkpoint_every=checkpoint_every))
         return
@@ -100,6 +106,16 @@ def run(study, preset, seeds, arms, sets, device, quiet, out, config, resume_dir
 
 def _shown(summary: dict, metric: str, cell: dict) -> str:
     return mean_std(cell["mean"], cell.get("std"), as_percent(summary, metric))
+
+
+def _backend_sets(study: str, backend: str | None, address: str | None) -> list[str]:
+    """--backend/--address as config values; only grid studies (several trainings) have them."""
+    if "backend" not in api.get_study(study).config.model_fields:
+        raise LearnlabError(
+            f"--backend: {study!r} is not a grid study (its models train as one ensemble); "
+            "`learnlab sweep --backend ray` spreads a grid of its runs"
+        )
+    return [f"backend={backend or 'ray'}"] + ([f"address={address}"] if address else [])
 
 
 def print_summary(summary: dict) -> None:

@@ -263,12 +263,12 @@ def cosine(steps: int):  # type: ignore[no-untyped-def]
 
 
 def evaluation_sets(cfg: BiographyConfig, enc: bio.BiographyEncoder) -> dict[str, bio.Batch]:
-    """Fixed biographies to score: the same for every seed and every evaluation."""
+    """Fixed biographies to score: the same for every seed and every evaluation. The seen individuals
+    scored are a uniform sample of all N (not the first ones: under Zipf sampling or a warm-up on a
+    subset, the first individuals are the most trained ones)."""
     world, seq_len = enc.world, context_length(cfg, enc)
-    groups = {
-        "seen": np.arange(min(cfg.eval_individuals, world.n_individuals)),
-        "unseen": np.asarray(world.unseen)[: cfg.eval_individuals],
-    }
+    pick = np.random.default_rng(cfg.world_seed).permutation(world.n_individuals)[: cfg.eval_individuals]
+    groups = {"seen": np.sort(pick), "unseen": np.asarray(world.unseen)[: cfg.eval_individuals]}
     sets = {
         name: enc.eval_batch(groups[who], split, seed=cfg.world_seed + i, seq_len=seq_len)
         for i, (name, (who, split)) in enumerate(EVAL_SETS.items())

@@ -232,7 +232,7 @@ def _complete(
     try:
         result = execute(spec, cfg, progress=progress, workdir=work, checkpoint_every=checkpoint_every)
     except KeyboardInterrupt:
-        if not any(work.glob("*.ckpt")):
+        if not any(work.rglob("*.ckpt")) and not any(work.glob("jobs/*.parquet")):  # nothing to resume from
             shutil.rmtree(work, ignore_errors=True)
             raise
         raise Interrupted(f"interrupted: `learnlab resume {out_dir}` continues from the last checkpoint") from None

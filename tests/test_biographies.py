@@ -150,6 +150,30 @@ def test_sampled_biographies_state_each_fact_once_in_the_split_templates(encoder
             assert encoder.decode(batch.tokens[row, end]) == "."
 
 
+def name_runs(mask_row):
+    """(start, end) of each contiguous run of True in a 1-d bool mask."""
+    padded = torch.nn.functional.pad(mask_row.int(), (1, 1))
+    edges = torch.nonzero(padded.diff()).flatten().tolist()
+    return list(zip(edges[::2], edges[1::2], strict=True))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["train", "heldout"]))
+def test_name_mask_marks_the_individuals_name_in_every_sentence(encoder, seed, split):
+    world, rng = encoder.world, np.random.default_rng(seed)
+    individuals = rng.integers(0, world.n_total, 6)
+    batch = encoder.sample(individuals, split, rng, SEQ_LEN)
+    assert batch.name_mask.dtype == torch.bool and batch.name_mask.shape == batch.tokens.shape
+    for row, i in enumerate(individuals.tolist()):
+        runs = name_runs(batch.name_mask[row])
+        assert len(runs) == 6  # one per sentence, none of them touching a value
+        assert all(encoder.decode(batch.tokens[row, a:b]) == " " + world.name(i) for a, b in runs)
+        assert not (batch.name_mask[row] & (batch.value_attr[row] >= 0)).any()
+    cut = encoder.sample(individuals, split, np.random.default_rng(seed), 30)
+    same = encoder.sample(individuals, split, np.random.default_rng(seed), SEQ_LEN)
+    assert torch.equal(cut.name_mask, same.name_mask[:, :30])  # a name cut by seq_len is marked up to the cut
+
+
 def test_sentence_order_and_templates_vary_across_samples(encoder):
     rng = np.random.default_rng(0)
     batch = encoder.sample(np.full(50, 3), "train", rng, SEQ_LEN)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from learnlab.errors import LearnlabError
 from learnlab.studies import (
+    attention_patching,
+    fine_tuning_forgetting,
     hard_negatives,
     inductive_bias,
     knowledge_acquisition,
@@ -26,6 +28,8 @@ STUDIES: dict[str, Study] = {
         subliminal.STUDY,
         knowledge_acquisition.STUDY,
         plateau_scaling.STUDY,
+        attention_patching.STUDY,
+        fine_tuning_forgetting.STUDY,
     )
 }
 

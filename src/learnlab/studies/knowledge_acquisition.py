@@ -279,7 +279,7 @@ def evaluation_sets(cfg: BiographyConfig, enc: bio.BiographyEncoder) -> dict[str
 def _trim(batch: bio.Batch, pad_id: int) -> bio.Batch:
     """The batch without the trailing columns that are padding in every sequence."""
     width = int((batch.tokens != pad_id).sum(-1).max())
-    cut = {f: getattr(batch, f)[:, :width] for f in ("tokens", "value_attr", "first_value")}
+    cut = {f: getattr(batch, f)[:, :width] for f in ("tokens", "value_attr", "first_value", "name_mask")}
     return dataclasses.replace(batch, **cut)
 
 

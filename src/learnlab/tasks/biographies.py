@@ -226,7 +226,8 @@ class Batch:
     are targets, each predicted from the position before it (the first value token from the last
     token of the template's text). value_attr and first_value describe `tokens`, so shift them the
     same way (`value_attr[:, 1:]`), as `learnlab.metrics.attribute_scores` does. A value cut off by
-    seq_len is not marked at all.
+    seq_len is not marked at all. name_mask marks the individual's name in every sentence (where attention
+    to the subject is measured); a name cut off by seq_len is marked up to the cut.
     """
 
     tokens: Tensor  # [B, seq_len] int64: <bos>, the six sentences, <pad>s
@@ -235,6 +236,7 @@ class Batch:
     individuals: Tensor  # [B] int64
     templates: Tensor  # [B, 6] int64: the template id used for each attribute
     order: Tensor  # [B, 6] int64: the attribute of the first, second, ... sentence
+    name_mask: Tensor  # [B, seq_len] bool: the tokens of the individual's name (in every sentence)
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
@@ -311,34 +313,39 @@ class BiographyEncoder:
         tokens = np.full((n, seq_len), self.pad_id, dtype=np.int64)
         value_attr = np.full((n, seq_len), -1, dtype=np.int8)
         first_value = np.zeros((n, seq_len), dtype=bool)
+        name_mask = np.zeros((n, seq_len), dtype=bool)
         rows = zip(self.world.names[ids].tolist(), self.world.values[ids].tolist(), templates.tolist(),
                    order.tolist(), strict=True)  # fmt: skip
         for b, row_args in enumerate(rows):
-            row, spans = self._biography(*row_args)
+            row, spans, names = self._biography(*row_args)
             tokens[b, : min(len(row), seq_len)] = row[:seq_len]
             for a, start, end in spans:
                 if end <= seq_len:
                     value_attr[b, start:end] = a
                     first_value[b, start] = True
-        arrays = (tokens, value_attr, first_value, ids, templates, order)
+            for start, end in names:
+                name_mask[b, start : min(end, seq_len)] = True
+        arrays = (tokens, value_attr, first_value, ids, templates, order, name_mask)
         return Batch(*(torch.from_numpy(np.ascontiguousarray(x)) for x in arrays))
 
     def _biography(
         self, name_parts: list[int], values: list[int], templates: list[int], order: list[int]
-    ) -> tuple[list[int], list[tuple[int, int, int]]]:
-        """Token ids of one biography and the (attribute, start, end) span of each value in them."""
+    ) -> tuple[list[int], list[tuple[int, int, int]], list[tuple[int, int]]]:
+        """Token ids of one biography, the (attribute, start, end) span of each value in them and the
+        (start, end) span of the name in each sentence."""
         name = self._name_ids(name_parts)
-        row, spans = [self.bos_id], []
+        row, spans, names = [self.bos_id], [], []
         for a in order:
             t = templates[a]
             row += self._before[a][t]
+            names.append((len(row), len(row) + len(name)))
             row += name
             row += self._between[a][t]
             start = len(row)
             row += self._value_ids(a, values[a])
             spans.append((a, start, len(row)))
             row += self._period
-        return row, spans
+        return row, spans, names
 
     def eval_batch(self, individuals: Sequence[int] | np.ndarray, split: Split, seed: int, seq_len: int) -> Batch:
         """A fixed batch: the same for the same arguments, whatever else was sampled."""

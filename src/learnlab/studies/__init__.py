@@ -5,6 +5,7 @@ from __future__ import annotations
 from learnlab.errors import LearnlabError
 from learnlab.studies import (
     attention_patching,
+    data_imbalance,
     fine_tuning_forgetting,
     hard_negatives,
     inductive_bias,
@@ -14,6 +15,7 @@ from learnlab.studies import (
     robustness,
     softmax_negatives,
     subliminal,
+    warmup_curriculum,
 )
 from learnlab.studies.base import Study
 
@@ -28,6 +30,8 @@ STUDIES: dict[str, Study] = {
         subliminal.STUDY,
         knowledge_acquisition.STUDY,
         plateau_scaling.STUDY,
+        data_imbalance.STUDY,
+        warmup_curriculum.STUDY,
         attention_patching.STUDY,
         fine_tuning_forgetting.STUDY,
     )

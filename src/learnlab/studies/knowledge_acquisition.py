@@ -296,6 +296,15 @@ def score(model: EnsembleTransformer, batch: bio.Batch, cfg: BiographyConfig) ->
     return AttributeScores(*(torch.cat([getattr(p, f) for p in parts], dim=1) for f in AttributeScores.__annotations__))
 
 
+def score_every_seen(model: EnsembleTransformer, cfg: BiographyConfig) -> tuple[bio.Batch, AttributeScores]:
+    """Every seen individual once, in held-out templates, and the members' scores on them: knowledge of
+    the whole population, not of a sample (the final numbers of the studies built on this one)."""
+    enc = world_of(cfg)
+    batch = enc.eval_batch(np.arange(cfg.n_individuals), "heldout", cfg.world_seed + 1, context_length(cfg, enc))
+    batch = _trim(batch, enc.pad_id)
+    return batch, score(model, batch, cfg)
+
+
 def curve_metrics(sets: dict[str, bio.Batch], cfg: BiographyConfig):  # type: ignore[no-untyped-def]
     """The metrics tracked along training, per member: loss and accuracy on each evaluation set."""
 
@@ -429,11 +438,18 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
     return measure_as("default", cfg, ctx)
 
 
-def measure_as(arm: str, cfg: BiographyConfig, ctx: RunContext) -> pd.DataFrame:
-    """The protocol's measurements for one configuration, labelled `arm` (a job of the grid studies)."""
+# a study's own final measurements of the trained members: {metric: [K] values}
+ExtraFinals = Callable[[EnsembleTransformer, BiographyConfig], dict[str, np.ndarray]]
+
+
+def measure_as(arm: str, cfg: BiographyConfig, ctx: RunContext, extra: ExtraFinals | None = None) -> pd.DataFrame:
+    """The protocol's measurements for one configuration, labelled `arm` (a job of the grid studies);
+    `extra` adds a study's own final metrics of the trained members (after `final_metrics`)."""
     model, log, sets = train(cfg, ctx, label=arm)
     members = [(arm, s) for s in cfg.seed_list]
     finals, bins = final_metrics(model, log, sets, cfg)
+    if extra is not None:
+        finals = {**finals, **extra(model, cfg)}
     steps = list(range(1, len(log.losses) + 1))  # fewer than cfg.steps if training stopped early
     frames = [member_rows(members, steps, log.losses.numpy(), "train", "loss")]
     eval_steps = [s for s, _ in log.evals]

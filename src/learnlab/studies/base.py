@@ -89,7 +89,7 @@ class Study:
     plain_metrics: tuple[str, ...] = ()  # metrics that are numbers, not fractions, even inside [0, 1]
 
     def describe(self) -> str:
-        return f"{self.name:<18} {self.title} [presets: {', '.join(self.presets)}]"
+        return f"{self.name:<22} {self.title} [presets: {', '.join(self.presets)}]"
 
 
 def member_rows(members: list[tuple[str, int]], steps: list[int], values: Any, split: str, metric: str) -> pd.DataFrame:

@@ -60,18 +60,11 @@ def attribute_scores(logits: Tensor, tokens: Tensor, value_attr: Tensor, n_attri
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
     """ECE: the |accuracy - mean confidence| of equal-width confidence bins, weighted by their share of
     the predictions (Guo et al. 2017). Confidences in [0, 1]; a confidence of exactly 1 is in the top bin."""
-    confidence, correct = np.asarray(confidence, float).ravel(), np.asarray(correct, float).ravel()
-    keep = ~(np.isnan(confidence) | np.isnan(correct))
-    confidence, correct = confidence[keep], correct[keep]
-    if confidence.size == 0:
+    mean_conf, accuracy, count = reliability(confidence, correct, bins)
+    if count.sum() == 0:
         return math.nan
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(total)
+    used = count > 0
+    return float(np.sum(count[used] / count.sum() * np.abs(accuracy[used] - mean_conf[used])))
 
 
 def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> tuple[np.ndarray, ...]:

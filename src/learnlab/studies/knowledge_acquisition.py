@@ -45,7 +45,7 @@ from learnlab.engine.stream import ChunkedStream
 from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.metrics import AttributeScores, attribute_scores, detect_phases, expected_calibration_error, reliability
 from learnlab.models.transformer import EnsembleTransformer
-from learnlab.reporting.stats import Table, describe
+from learnlab.reporting.stats import Table, describe, pct
 from learnlab.studies.base import Claim, RunContext, Study, member_rows
 from learnlab.tasks import biographies as bio
 
@@ -477,7 +477,7 @@ def _three_phases(t: Table) -> tuple[bool, str]:
     return held, (
         f"loss within 10% of the baseline by step {_mean(p1)}, plateau (accuracy < 5%) until step {_mean(p2)} "
         f"(length {_mean(plateau)}; positive in {int(np.sum(plateau > 0))} of {len(plateau)} seeds); "
-        f"final held-out-template accuracy {_pct(acc)}"
+        f"final held-out-template accuracy {pct(acc)}"
     )
 
 
@@ -499,8 +499,8 @@ def _less_confident(t: Table) -> tuple[bool, str]:
     gap = _paired(t, "conf_seen", "conf_unseen")
     held = gap["ci95"][0] > 0
     return held, (
-        f"max-probability on the first value token: seen {_pct(t['default']['conf_seen'])}, unseen "
-        f"{_pct(t['default']['conf_unseen'])}; paired gap {100 * gap['mean']:+.1f} points "
+        f"max-probability on the first value token: seen {pct(t['default']['conf_seen'])}, unseen "
+        f"{pct(t['default']['conf_unseen'])}; paired gap {100 * gap['mean']:+.1f} points "
         f"(95% CI {100 * gap['ci95'][0]:+.1f} to {100 * gap['ci95'][1]:+.1f})"
     )
 
@@ -513,11 +513,6 @@ def _paired(t: Table, a: str, b: str) -> dict[str, Any]:
 def _mean(values: np.ndarray) -> str:
     finite = values[np.isfinite(values)]
     return f"{finite.mean():.0f}" if finite.size else "never"
-
-
-def _pct(cell: dict[str, Any]) -> str:
-    lo, hi = cell["ci95"]
-    return f"{100 * cell['mean']:.1f}% (95% CI {100 * lo:.1f}–{100 * hi:.1f})"
 
 
 CLAIMS = (

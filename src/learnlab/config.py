@@ -43,6 +43,14 @@ def check_arms(arms: list[str], known: Any) -> list[str]:
     return arms
 
 
+def distinct_sorted(values: list[Any], message: str, *, allow_zero: bool = False, reverse: bool = False) -> list[Any]:
+    """For a grid validator: the values sorted, or `ValueError(message)` if one repeats or is too small."""
+    too_small = any(v < 0 if allow_zero else v <= 0 for v in values)
+    if too_small or len(set(values)) < len(values):
+        raise ValueError(message)
+    return sorted(values, reverse=reverse)
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """Parse `key=value` strings; values are read as YAML scalars/lists (`3`, `1e-3`, `[6, 12]`, `true`)."""
     out: dict[str, Any] = {}

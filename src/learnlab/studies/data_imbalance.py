@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
+from learnlab.config import distinct_sorted
 from learnlab.models.transformer import EnsembleTransformer
 from learnlab.reporting.stats import Table, difference
 from learnlab.studies import knowledge_acquisition as ka
@@ -53,6 +54,7 @@ ALPHA_ARM = re.compile(r"^alpha-(?P<alpha>.+?)(?:-N-(?P<n>\d+))?$")
 
 
 class Config(GridConfig, ka.BiographyConfig):
+    grid_knobs = "alphas, n_values and celebrities"
     alphas: list[float] = Field([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], min_length=2, description="Zipf exponents")
     n_values: list[int] = Field([100, 200], min_length=1, description="numbers of individuals")
     celebrities: int = Field(10, ge=0, description="celebrity arm at the first N: this many individuals ... (0: none)")
@@ -65,23 +67,12 @@ class Config(GridConfig, ka.BiographyConfig):
     @field_validator("alphas")
     @classmethod
     def _distinct_alphas(cls, values: list[float]) -> list[float]:
-        if min(values) < 0 or len(set(values)) < len(values):
-            raise ValueError("alphas must be distinct non-negative exponents")
-        return sorted(values)
+        return distinct_sorted(values, "alphas must be distinct non-negative exponents", allow_zero=True)
 
     @field_validator("n_values")
     @classmethod
     def _distinct_n(cls, values: list[int]) -> list[int]:
-        if min(values) < 1 or len(set(values)) < len(values):
-            raise ValueError("n_values must be distinct positive numbers of individuals")
-        return sorted(values)
-
-    @field_validator("arms")
-    @classmethod
-    def _no_arms(cls, arms: list[str]) -> list[str]:
-        if arms:
-            raise ValueError("data-imbalance's arms are its grid: set alphas, n_values and celebrities instead")
-        return arms
+        return distinct_sorted(values, "n_values must be distinct positive numbers of individuals")
 
     @model_validator(mode="after")
     def _grid_knobs_only(self) -> Config:

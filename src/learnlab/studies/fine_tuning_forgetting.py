@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
-from learnlab.config import StudyConfig
+from learnlab.config import StudyConfig, distinct_sorted
 from learnlab.engine.rng import NumpyGenerator, generator
 from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.models.mlp import EnsembleMLP
@@ -95,9 +95,7 @@ class ForgettingConfig(ka.BiographyConfig):
     @field_validator("new_values")
     @classmethod
     def _distinct_new(cls, values: list[int]) -> list[int]:
-        if min(values) < 1 or len(set(values)) < len(values):
-            raise ValueError("new_values must be distinct positive numbers of individuals")
-        return sorted(values)
+        return distinct_sorted(values, "new_values must be distinct positive numbers of individuals")
 
     @field_validator("replay_weights")
     @classmethod
@@ -136,9 +134,7 @@ class ToyConfig(StudyConfig):
     @field_validator("toy_new_sweep")
     @classmethod
     def _positive(cls, values: list[int]) -> list[int]:
-        if any(m < 1 for m in values) or len(set(values)) < len(values):
-            raise ValueError("toy_new_sweep must be distinct positive numbers of pairs")
-        return sorted(values)
+        return distinct_sorted(values, "toy_new_sweep must be distinct positive numbers of pairs")
 
     @property
     def toy_fine_tunings(self) -> list[tuple[str, int]]:
@@ -147,15 +143,9 @@ class ToyConfig(StudyConfig):
 
 
 class Config(GridConfig, ToyConfig, ForgettingConfig):
+    grid_knobs = "new_values, replay_weights and toy"
     seeds: int = Field(3, ge=1)
     seeds_per_job: int = Field(1, ge=1, description="seeds pre-trained together as one ensemble (one job)")
-
-    @field_validator("arms")
-    @classmethod
-    def _no_arms(cls, arms: list[str]) -> list[str]:
-        if arms:
-            raise ValueError("fine-tuning-forgetting's arms follow new_values, replay_weights and toy: set those")
-        return arms
 
 
 PRESETS: dict[str, dict[str, Any]] = {

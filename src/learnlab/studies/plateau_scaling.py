@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
+from learnlab.config import distinct_sorted
 from learnlab.metrics import power_law_fit
 from learnlab.reporting.stats import Table
 from learnlab.studies import knowledge_acquisition as ka
@@ -34,6 +35,7 @@ BOOTSTRAP_RESAMPLES = 2000
 
 
 class Config(GridConfig, ka.BiographyConfig):
+    grid_knobs = "n_values"
     n_values: list[int] = Field([100, 200, 400, 800, 1600], min_length=2, description="numbers of individuals")
     seeds: int = Field(3, ge=1)
     steps: int = Field(3000, gt=0, description="at most this many steps per N (each stops after its plateau)")
@@ -45,16 +47,7 @@ class Config(GridConfig, ka.BiographyConfig):
     @field_validator("n_values")
     @classmethod
     def _distinct_positive(cls, values: list[int]) -> list[int]:
-        if min(values) < 1 or len(set(values)) < len(values):
-            raise ValueError("n_values must be distinct positive numbers of individuals")
-        return sorted(values)
-
-    @field_validator("arms")
-    @classmethod
-    def _no_arms(cls, arms: list[str]) -> list[str]:
-        if arms:
-            raise ValueError("plateau-scaling's arms are its N values: set n_values instead")
-        return arms
+        return distinct_sorted(values, "n_values must be distinct positive numbers of individuals")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

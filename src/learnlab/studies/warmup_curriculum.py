@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
+from learnlab.config import distinct_sorted
 from learnlab.models.transformer import EnsembleTransformer
 from learnlab.reporting.stats import Table, describe, difference, table_from_metrics
 from learnlab.studies import knowledge_acquisition as ka
@@ -48,6 +49,7 @@ PUBLISHED = {"n_individuals": 128_000, "warmup": 0.9492, "uniform": 0.6326}
 
 
 class Config(GridConfig, ka.BiographyConfig):
+    grid_knobs = "warmup_individuals_grid and warmup_epochs_grid"
     warmup_individuals_grid: list[int] = Field([40, 80], min_length=1, description="warm-up subset sizes")
     warmup_epochs_grid: list[float] = Field([80.0, 160.0], min_length=1, description="passes over the subset")
     n_individuals: int = Field(300, gt=0)
@@ -59,16 +61,7 @@ class Config(GridConfig, ka.BiographyConfig):
     @field_validator("warmup_individuals_grid", "warmup_epochs_grid")
     @classmethod
     def _distinct_positive(cls, values: list[Any]) -> list[Any]:
-        if min(values) <= 0 or len(set(values)) < len(values):
-            raise ValueError("warm-up grid values must be distinct and positive")
-        return sorted(values)
-
-    @field_validator("arms")
-    @classmethod
-    def _no_arms(cls, arms: list[str]) -> list[str]:
-        if arms:
-            raise ValueError("warmup-curriculum's arms are its grid: set warmup_individuals_grid/warmup_epochs_grid")
-        return arms
+        return distinct_sorted(values, "warm-up grid values must be distinct and positive")
 
     @model_validator(mode="after")
     def _grid_fits(self) -> Config:

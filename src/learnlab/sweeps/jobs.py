@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from learnlab.config import StudyConfig
 from learnlab.errors import LearnlabError
@@ -31,6 +31,15 @@ class GridConfig(StudyConfig):
 
     backend: Backend = Field("local", description="local: in this process; ray: as Ray tasks")
     address: str | None = Field(None, description="Ray cluster address (default: start a local Ray)")
+    # the knobs that make the arms, when they are the grid's own (no `--arms` then)
+    grid_knobs: ClassVar[str | None] = None
+
+    @field_validator("arms")
+    @classmethod
+    def _arms_come_from_the_grid(cls, arms: list[str]) -> list[str]:
+        if arms and cls.grid_knobs:
+            raise ValueError(f"this study's arms are its grid: set {cls.grid_knobs} instead")
+        return arms
 
 
 @dataclass(frozen=True)

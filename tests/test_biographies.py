@@ -217,6 +217,17 @@ def test_truncated_values_are_not_marked(encoder):
     assert (lengths <= encoder.max_length).all()
 
 
+def test_trimming_drops_only_the_columns_that_are_padding_everywhere(encoder):
+    batch = encoder.eval_batch(np.arange(20), "heldout", 4, 2 * SEQ_LEN)
+    trimmed = batch.trimmed(encoder.pad_id)
+    width = trimmed.tokens.shape[1]
+    assert (trimmed.tokens[:, -1] != encoder.pad_id).any()
+    assert (batch.tokens[:, width:] == encoder.pad_id).all()
+    for f in batch.__dataclass_fields__:
+        whole, cut = getattr(batch, f), getattr(trimmed, f)
+        assert torch.equal(cut, whole[:, :width] if whole.shape[-1] == 2 * SEQ_LEN else whole), f
+
+
 def test_attribute_scores_sum_over_each_values_tokens_and_skip_cut_values(encoder):
     from learnlab.metrics import attribute_scores
 

@@ -233,7 +233,7 @@ def knowledge_sets(cfg: ForgettingConfig, enc: bio.BiographyEncoder, new: np.nda
     seq_len = ka.context_length(cfg, enc)
     who = {"old": np.arange(min(cfg.eval_individuals, cfg.n_individuals)), "new": new[: cfg.eval_individuals]}
     return {
-        name: ka._trim(enc.eval_batch(ids, "heldout", seed=cfg.world_seed + 10 + i, seq_len=seq_len), enc.pad_id)
+        name: enc.eval_batch(ids, "heldout", seed=cfg.world_seed + 10 + i, seq_len=seq_len).trimmed(enc.pad_id)
         for i, (name, ids) in enumerate(who.items())
     }
 

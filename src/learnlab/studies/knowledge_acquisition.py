@@ -26,7 +26,6 @@ reaches 5%. One world (`world_seed`) serves every seed; seeds differ in initiali
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -273,14 +272,7 @@ def evaluation_sets(cfg: BiographyConfig, enc: bio.BiographyEncoder) -> dict[str
         name: enc.eval_batch(groups[who], split, seed=cfg.world_seed + i, seq_len=seq_len)
         for i, (name, (who, split)) in enumerate(EVAL_SETS.items())
     }
-    return {name: _trim(batch, enc.pad_id) for name, batch in sets.items()}
-
-
-def _trim(batch: bio.Batch, pad_id: int) -> bio.Batch:
-    """The batch without the trailing columns that are padding in every sequence."""
-    width = int((batch.tokens != pad_id).sum(-1).max())
-    cut = {f: getattr(batch, f)[:, :width] for f in ("tokens", "value_attr", "first_value", "name_mask")}
-    return dataclasses.replace(batch, **cut)
+    return {name: batch.trimmed(enc.pad_id) for name, batch in sets.items()}
 
 
 @torch.no_grad()
@@ -301,7 +293,7 @@ def score_every_seen(model: EnsembleTransformer, cfg: BiographyConfig) -> tuple[
     the whole population, not of a sample (the final numbers of the studies built on this one)."""
     enc = world_of(cfg)
     batch = enc.eval_batch(np.arange(cfg.n_individuals), "heldout", cfg.world_seed + 1, context_length(cfg, enc))
-    batch = _trim(batch, enc.pad_id)
+    batch = batch.trimmed(enc.pad_id)
     return batch, score(model, batch, cfg)
 
 

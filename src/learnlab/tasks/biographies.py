@@ -241,6 +241,12 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         return Batch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
+    def trimmed(self, pad_id: int) -> Batch:
+        """Without the trailing columns that are padding in every sequence: evaluation needs no fixed width."""
+        width = int((self.tokens != pad_id).sum(-1).max())
+        cut = {f: getattr(self, f)[:, :width] for f in ("tokens", "value_attr", "first_value", "name_mask")}
+        return Batch(**{f: cut.get(f, getattr(self, f)) for f in self.__dataclass_fields__})
+
 
 class BiographyEncoder:
     """Turns individuals of a `World` into token batches, from pieces encoded once (see the module doc)."""

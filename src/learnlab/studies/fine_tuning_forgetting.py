@@ -67,6 +67,7 @@ from learnlab.studies import knowledge_acquisition as ka
 from learnlab.studies.base import Claim, RunContext, Study, member_rows
 from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
 from learnlab.tasks import biographies as bio
+from learnlab.tasks.associative_memory import MemoryBatches, memory_pairs
 
 EARLY = 100  # "the first ~100 fine-tuning steps" of the source
 COLLAPSE = 0.5  # knowledge has collapsed once accuracy is below half its value before fine-tuning
@@ -407,38 +408,6 @@ def pretraining_rows(cfg: ForgettingConfig, enc: bio.BiographyEncoder, log: Trai
 # --- the toy associative memory (appendix F.4) ------------------------------------------------------------
 
 
-def toy_pairs(cfg: ToyConfig, seed: int, new: int) -> tuple[Tensor, Tensor]:
-    """A seed's keys [toy_pairs + new, dim] (random unit vectors) and classes: the first toy_pairs are
-    pre-trained, the rest are new (the same old pairs whatever `new` is)."""
-    gen = generator(seed, "toy-memory")
-    keys = F.normalize(torch.randn(cfg.toy_pairs, cfg.toy_dim, generator=gen), dim=-1)
-    classes = torch.randint(0, cfg.toy_classes, (cfg.toy_pairs,), generator=gen)
-    gen = generator(seed, "toy-memory-new")
-    new_keys = F.normalize(torch.randn(new, cfg.toy_dim, generator=gen), dim=-1)
-    new_classes = torch.randint(0, cfg.toy_classes, (new,), generator=gen)
-    return torch.cat([keys, new_keys]), torch.cat([classes, new_classes])
-
-
-class ToyBatches:
-    """batch(step): for every member, `size` pairs drawn uniformly from its pairs [lo, hi); checkpointable."""
-
-    def __init__(self, keys: Tensor, classes: Tensor, lo: int, hi: int, size: int, seeds: list[int], purpose: str):
-        self.keys, self.classes, self.lo, self.hi, self.size = keys, classes, lo, hi, size
-        self.gens = [generator(s, purpose) for s in seeds]
-
-    def __call__(self, step: int) -> tuple[Tensor, Tensor]:
-        idx = torch.stack([torch.randint(self.lo, self.hi, (self.size,), generator=g) for g in self.gens])
-        rows = torch.arange(len(self.gens))[:, None]
-        return self.keys[rows, idx], self.classes[rows, idx]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generators": [g.get_state() for g in self.gens]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for g, s in zip(self.gens, state["generators"], strict=True):
-            g.set_state(s)
-
-
 def toy_loss(model: EnsembleMLP, data: tuple[Tensor, Tensor]) -> Tensor:
     keys, classes = data
     logits = model(keys)
@@ -463,7 +432,7 @@ def toy_job(cfg: ToyConfig, ctx: RunContext) -> pd.DataFrame:
     """Pre-train one MLP per seed on the old pairs, then fine-tune a copy on new pairs only, per arm
     (on the CPU whatever the device: 64 → 256 → 30 is too small to gain from a GPU)."""
     seeds, most = cfg.seed_list, max(m for _, m in cfg.toy_fine_tunings)
-    pairs = [toy_pairs(cfg, s, most) for s in seeds]
+    pairs = [memory_pairs(s, cfg.toy_pairs, most, cfg.toy_dim, cfg.toy_classes) for s in seeds]
     keys, classes = torch.stack([k for k, _ in pairs]), torch.stack([c for _, c in pairs])  # [K, P, dim], [K, P]
     pre = EnsembleMLP(len(seeds), [cfg.toy_dim, cfg.toy_hidden, cfg.toy_classes])
     pre.reset_parameters([generator(s, "toy-init") for s in seeds])
@@ -471,7 +440,7 @@ def toy_job(cfg: ToyConfig, ctx: RunContext) -> pd.DataFrame:
     with ctx.progress(f"{TOY} · pre-training {len(seeds)} MLPs", cfg.toy_steps) as update:
         train_ensemble(
             pre,
-            ToyBatches(keys, classes, 0, cfg.toy_pairs, cfg.toy_batch, seeds, "toy-pre-training"),
+            MemoryBatches(keys, classes, 0, cfg.toy_pairs, cfg.toy_batch, seeds, "toy-pre-training"),
             steps=cfg.toy_steps,
             lr=cfg.toy_lr,
             lr_schedule=ka.cosine(cfg.toy_steps),
@@ -487,7 +456,7 @@ def toy_job(cfg: ToyConfig, ctx: RunContext) -> pd.DataFrame:
                 copy.deepcopy(pre),
                 toy_scores(keys[:, :end], classes[:, :end], cfg.toy_pairs),
                 eval_steps(cfg.toy_ft_steps, 10, cfg.toy_eval_every),
-                batch=ToyBatches(keys, classes, cfg.toy_pairs, end, cfg.toy_batch, seeds, "toy-fine-tuning"),
+                batch=MemoryBatches(keys, classes, cfg.toy_pairs, end, cfg.toy_batch, seeds, "toy-fine-tuning"),
                 steps=cfg.toy_ft_steps,
                 lr=cfg.toy_ft_lr,
                 on_step=update,

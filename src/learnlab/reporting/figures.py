@@ -12,6 +12,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+PANELS_PER_ROW = 4
+LEGEND_INSIDE = 6  # arms whose legend fits inside the first panel
+
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     if window <= 1 or values.shape[-1] < window:
@@ -21,17 +24,22 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def learning_curves(metrics: pd.DataFrame) -> Figure | None:
-    """Training loss and periodic evaluations over steps: mean over seeds with a ±1 std band per arm."""
+    """Training loss and periodic evaluations over steps: mean over seeds with a ±1 std band per arm,
+    four panels to a row, one colour per arm (a grid's many arms included)."""
     panels = [("train", "loss")] + sorted(
         {(s, m) for s, m in metrics[["split", "metric"]].itertuples(index=False) if s == "eval"}
     )
     panels = [p for p in panels if ((metrics.split == p[0]) & (metrics.metric == p[1])).any()]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, (split, metric) in zip(axes[0], panels, strict=True):
-        rows = metrics[(metrics.split == split) & (metrics.metric == metric)]
-        for arm, group in rows.groupby("arm", sort=False):
+    arms = list(dict.fromkeys(metrics.arm))
+    colors = dict(zip(arms, _colors(len(arms)), strict=True))
+    cols = min(PANELS_PER_ROW, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, (split, metric) in zip(axes.flat, panels, strict=False):
+        data = metrics[(metrics.split == split) & (metrics.metric == metric)]
+        for arm, group in data.groupby("arm", sort=False):
             wide = group.pivot_table(index="seed", columns="step", values="value")
             steps = wide.columns.to_numpy()
             values = wide.to_numpy()
@@ -40,13 +48,29 @@ def learning_curves(metrics: pd.DataFrame) -> Figure | None:
                 values = _smooth(values, window)
                 steps = steps[window - 1 :]
             mean, std = values.mean(axis=0), values.std(axis=0)
-            (line,) = ax.plot(steps, mean, label=str(arm), lw=1.4)
-            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+            ax.plot(steps, mean, label=str(arm), lw=1.4, color=colors[arm])
+            ax.fill_between(steps, mean - std, mean + std, color=colors[arm], alpha=0.15)
         ax.set(xlabel="step", ylabel=metric, title=f"{split} {metric}")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    for ax in axes.flat[len(panels) :]:
+        ax.set_axis_off()
+    if len(arms) <= LEGEND_INSIDE:
+        axes[0][0].legend(fontsize=8)
+        fig.tight_layout()
+    else:  # below the panels, where it hides no curve
+        lines = {label: line for ax in axes.flat for line, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+        legend_rows = -(-len(lines) // 6)
+        fig.tight_layout(rect=(0, 0.22 * legend_rows / fig.get_figheight(), 1, 1))  # about 0.22 inch a row
+        fig.legend(lines.values(), lines.keys(), loc="lower center", ncol=min(len(lines), 6), fontsize=8, frameon=False)
     return fig
+
+
+def _colors(n: int) -> list[Any]:
+    """Matplotlib's default cycle while it lasts (10), else n distinct colours from tab20."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    cmap = plt.get_cmap("tab20")
+    return [cmap(i % 20) for i in range(n)]
 
 
 def final_table(summary: dict[str, Any]) -> Figure | None:
@@ -55,11 +79,14 @@ def final_table(summary: dict[str, Any]) -> Figure | None:
     table, reference = summary["table"], summary.get("reference", {})
     arms = list(table)
     metrics = list(dict.fromkeys(m for arm in arms for m in table[arm]))
-    fractions = [m for m in metrics if all(_is_fraction(table[a].get(m)) for a in arms)]
+    plain = set(summary.get("plain_metrics", ()))
+    fractions = [m for m in metrics if m not in plain and all(_is_fraction(table[a].get(m)) for a in arms)]
     metrics = fractions or metrics
+    arms = [a for a in arms if any((table[a].get(m) or {}).get("mean") is not None for m in metrics)]
     if not arms or not metrics:
         return None
-    fig, ax = plt.subplots(figsize=(min(12.0, 2.0 + 1.4 * len(metrics)), 4.0))
+    fig, ax = plt.subplots(figsize=(min(12.0, 2.0 + max(1.4 * len(metrics), 0.4 * len(arms))), 4.0))
+    colors = _colors(len(arms))
     width = 0.8 / len(arms)
     x = np.arange(len(metrics))
     labelled = False
@@ -70,7 +97,7 @@ def final_table(summary: dict[str, Any]) -> Figure | None:
             for v in (lambda c: c["mean"], lambda c: c["ci95"][0], lambda c: c["ci95"][1])
         )
         pos = x - 0.4 + width * (i + 0.5)
-        ax.bar(pos, means, width, yerr=[means - lo, hi - means], capsize=2, label=arm)
+        ax.bar(pos, means, width, yerr=[means - lo, hi - means], capsize=2, label=arm, color=colors[i])
         for j, m in enumerate(metrics):
             ref = reference.get(arm, {}).get(m)
             if ref:

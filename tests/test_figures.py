@@ -1,0 +1,35 @@
+import pandas as pd
+from matplotlib.colors import to_rgba
+
+from learnlab.reporting import figures
+
+
+def long_metrics(arms: int, evals: int) -> pd.DataFrame:
+    rows = [
+        {"arm": f"arm-{a}", "seed": s, "split": split, "metric": metric, "step": step, "value": a + s + step}
+        for a in range(arms)
+        for s in range(2)
+        for split, metric in [("train", "loss")] + [("eval", f"m{i}") for i in range(evals)]
+        for step in range(0, 60, 10)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_many_panels_wrap_into_rows_and_every_arm_keeps_its_own_colour():
+    fig = figures.learning_curves(long_metrics(arms=13, evals=9))
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == 10 and len(fig.axes) == 12  # 3 rows of 4; the last two left blank
+    colours = {line.get_label(): to_rgba(line.get_color()) for line in panels[0].get_lines()}
+    assert len(colours) == 13 and len(set(colours.values())) == 13
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [f"arm-{a}" for a in range(13)]
+
+
+def test_final_bars_leave_out_plain_metrics_and_arms_without_a_bar():
+    cell = {"mean": 0.5, "std": 0.1, "ci95": [0.4, 0.6]}
+    summary = {
+        "table": {"a": {"acc": cell}, "b": {"acc": cell}, "fit": {"r2": {**cell, "mean": 0.9}}},
+        "plain_metrics": ["r2"],
+    }
+    ax = figures.final_table(summary).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["acc"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]

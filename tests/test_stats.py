@@ -56,3 +56,14 @@ def test_missing_values_are_kept_as_none_and_left_out_of_the_statistics():
     assert cell["mean"] == 2.0 and cell["std"] == pytest.approx(2**0.5)
     empty = describe([float("nan")])
     assert empty["mean"] is None and empty["ci95"] == [None, None] and fmt(empty["mean"]) == "—"
+
+
+def test_numbers_print_in_their_metrics_unit():
+    from learnlab.reporting.report import fmt, mean_std, metric_unit
+
+    summary = {"plain_metrics": ["r2"], "point_metrics": ["gain"]}
+    assert [metric_unit(summary, m) for m in ("r2", "gain", "acc")] == ["plain", "points", None]
+    assert mean_std(0.085, 0.0877, "points") == "+8.5 pts ± 8.8 pts"
+    assert fmt(-0.183, "points") == "-18.3 pts"  # a loss prints like a gain, not as a raw fraction
+    assert mean_std(0.75, 0.05) == "75.0% ± 5.0%"  # the spread in the mean's unit, not guessed alone
+    assert fmt(0.986, "plain") == "0.986" and fmt(1234.5) == "1234"

@@ -152,6 +152,8 @@ def execute(
     }
     if spec.plain_metrics:
         summary["plain_metrics"] = list(spec.plain_metrics)
+    if spec.point_metrics:
+        summary["point_metrics"] = list(spec.point_metrics)
     for key, value in spec.extras.items():  # a study's own top-level keys never replace the standard ones
         summary.setdefault(key, value)
     summary["notes"] = spec.notes(summary) if spec.notes else []

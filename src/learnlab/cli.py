@@ -17,7 +17,7 @@ from rich.table import Table
 from learnlab import api
 from learnlab.config import config_from_yaml, parse_overrides
 from learnlab.errors import Interrupted, LearnlabError
-from learnlab.reporting.report import as_percent, fmt, mean_std
+from learnlab.reporting.report import fmt, mean_std, metric_unit
 from learnlab.store.rundir import DEFAULT_ROOT, find_runs
 
 console = Console()
@@ -105,7 +105,7 @@ def run(
 
 
 def _shown(summary: dict, metric: str, cell: dict) -> str:
-    return mean_std(cell["mean"], cell.get("std"), as_percent(summary, metric))
+    return mean_std(cell["mean"], cell.get("std"), metric_unit(summary, metric))
 
 
 def _backend_sets(study: str, backend: str | None, address: str | None) -> list[str]:
@@ -179,7 +179,7 @@ def runs(root: Path) -> None:
         for arm, metric in spec.headline if spec else ():
             cell = summary.get("table", {}).get(arm, {}).get(metric)
             if cell:
-                cells.append(f"{arm}.{metric} {fmt(cell['mean'])}")
+                cells.append(f"{arm}.{metric} {fmt(cell['mean'], metric_unit(summary, metric))}")
         rows.append(
             (
                 str(path),

@@ -10,46 +10,68 @@ import base64
 import html
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
 Block = tuple[str, Any]
 
 
-def fmt(value: float | None, percent: bool | None = None) -> str:
-    """Fractions print as percent; anything else with four significant digits; None (missing) as —.
-    `percent` forces the unit (a spread prints in its mean's unit)."""
+# how a metric's numbers print: a fraction as percent, a difference of fractions as signed percentage
+# points, anything else plain; None guesses percent for a value in [0, 1]
+Unit = Literal["percent", "points", "plain"]
+
+
+def fmt(value: float | None, unit: Unit | None = None) -> str:
+    """One number in its unit, four significant digits when plain; None (missing) as —."""
     if value is None:
         return "—"
-    if percent is None:
-        percent = 0.0 <= value <= 1.0
-    return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
+    unit = unit or _guess(value)
+    if unit == "percent":
+        return f"{100 * value:.1f}%"
+    if unit == "points":
+        return f"{100 * value:+.1f} pts"
+    return f"{value:.4g}"
 
 
-def mean_std(mean: float | None, std: float | None, percent: bool | None = None) -> str:
-    """'mean ± std', or just the mean where no spread is known (some published numbers)."""
-    if mean is not None and percent is None:
-        percent = 0.0 <= mean <= 1.0
+def _guess(value: float | None) -> Unit:
+    return "percent" if value is not None and 0.0 <= value <= 1.0 else "plain"
+
+
+def mean_std(mean: float | None, std: float | None, unit: Unit | None = None) -> str:
+    """'mean ± std' (the spread in the mean's unit), or just the mean where no spread is known."""
+    unit = unit or _guess(mean)
     if std is None or mean is None:
-        return fmt(mean, percent)
-    return f"{fmt(mean, percent)} ± {fmt(std, percent)}"
+        return fmt(mean, unit)
+    spread = f"{100 * std:.1f} pts" if unit == "points" else fmt(std, unit)
+    return f"{fmt(mean, unit)} ± {spread}"
 
 
-def as_percent(summary: dict[str, Any], metric: str) -> bool | None:
-    """False for a study's metrics that are plain numbers even in [0, 1] (an exponent, an R²)."""
-    return False if metric in summary.get("plain_metrics", ()) else None
+def metric_unit(summary: dict[str, Any], metric: str) -> Unit | None:
+    """The study's declared unit: plain numbers even in [0, 1] (an exponent, an R²), or points (a gain
+    in accuracy, which may be negative); None leaves it to the value."""
+    if metric in summary.get("plain_metrics", ()):
+        return "plain"
+    if metric in summary.get("point_metrics", ()):
+        return "points"
+    return None
 
 
-def _cell(cell: dict[str, Any], percent: bool | None = None) -> str:
-    return mean_std(cell["mean"], cell.get("std"), percent)
+def _cell(cell: dict[str, Any], unit: Unit | None = None) -> str:
+    return mean_std(cell["mean"], cell.get("std"), unit)
 
 
-def _ci(cell: dict[str, Any], percent: bool | None = None) -> str:
+def _ci(cell: dict[str, Any], unit: Unit | None = None) -> str:
     lo, hi = cell["ci95"]
-    if percent is None and cell.get("mean") is not None:
-        percent = 0.0 <= cell["mean"] <= 1.0
-    return f"[{fmt(lo, percent)}, {fmt(hi, percent)}]"
+    unit = unit or _guess(cell.get("mean"))
+    return f"[{fmt(lo, unit)}, {fmt(hi, unit)}]"
+
+
+def _difference(row: dict[str, Any], unit: Unit | None) -> str:
+    """Measured minus published: in points where both are fractions, else plain and signed."""
+    if unit == "points" or (unit is None and abs(row["published_mean"]) <= 1):
+        return f"{100 * row['difference']:+.1f} pts"
+    return f"{row['difference']:+.3g}"
 
 
 def blocks(summary: dict[str, Any], figure_files: dict[str, str]) -> list[Block]:
@@ -72,12 +94,10 @@ def blocks(summary: dict[str, Any], figure_files: dict[str, str]) -> list[Block]
             [
                 r["arm"],
                 r["metric"],
-                mean_std(r["mean"], r["std"], as_percent(summary, r["metric"])),
-                _ci(r, as_percent(summary, r["metric"])),
-                mean_std(r["published_mean"], r["published_std"], as_percent(summary, r["metric"])),
-                f"{100 * r['difference']:+.1f} pts"
-                if abs(r["published_mean"]) <= 1 and as_percent(summary, r["metric"]) is None
-                else f"{r['difference']:+.3g}",
+                mean_std(r["mean"], r["std"], metric_unit(summary, r["metric"])),
+                _ci(r, metric_unit(summary, r["metric"])),
+                mean_std(r["published_mean"], r["published_std"], metric_unit(summary, r["metric"])),
+                _difference(r, metric_unit(summary, r["metric"])),
                 "yes" if r["published_inside_ci"] else "no",
             ]
             for r in summary["comparison"]
@@ -110,7 +130,7 @@ def blocks(summary: dict[str, Any], figure_files: dict[str, str]) -> list[Block]
                     [
                         arm,
                         *(
-                            f"{_cell(c, as_percent(summary, m))} {_ci(c, as_percent(summary, m))}"
+                            f"{_cell(c, metric_unit(summary, m))} {_ci(c, metric_unit(summary, m))}"
                             if (c := cells.get(m))
                             else "—"
                             for m in metrics

@@ -661,7 +661,6 @@ STUDY = Study(
         "reference_step",
         "final_loss",
         "plateau_length_vs_unpatched",
-        "acc_auc_vs_unpatched",  # differences of fractions: plain, or a negative one would read unlike a positive
-        "acc_auc_vs_untrained",
-    ),  # fmt: skip
+    ),
+    point_metrics=("acc_auc_vs_unpatched", "acc_auc_vs_untrained"),
 )

@@ -87,6 +87,7 @@ class Study:
     # such a cell carries "derived": True, and its "values" are not per seed
     derived: Callable[[pd.DataFrame, Any], Table] | None = None
     plain_metrics: tuple[str, ...] = ()  # metrics that are numbers, not fractions, even inside [0, 1]
+    point_metrics: tuple[str, ...] = ()  # differences of fractions: signed percentage points
 
     def describe(self) -> str:
         return f"{self.name:<22} {self.title} [presets: {', '.join(self.presets)}]"

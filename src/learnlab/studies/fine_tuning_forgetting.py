@@ -904,4 +904,5 @@ STUDY = Study(
         "old_loss_end_vs_no_replay",
         "old_loss_end_vs_fewest",
     ),
+    point_metrics=("early_drop_vs_no_replay", "old_acc_end_vs_fewest"),
 )

@@ -310,5 +310,6 @@ STUDY = Study(
     figures=figures,
     notes=notes,
     derived=gains,
-    plain_metrics=("warmup_steps", "final_loss_all", "gain_over_uniform"),  # a gain may be negative: one format
+    plain_metrics=("warmup_steps", "final_loss_all"),
+    point_metrics=("gain_over_uniform",),
 )

@@ -94,8 +94,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 10,
     },
     # N = 100 and 200, six α, and celebrities (10 individuals drawn 10x as often) at N = 100: 13 trainings of
-    # 500 steps of 32, 2 seeds each, the laptop model of knowledge-acquisition: 22 minutes measured on 2 cores
-    # shared with other runs (about 15 alone).
+    # 500 steps of 32, 2 seeds each, the laptop model of knowledge-acquisition: 16.1 minutes (964 s) alone on 2
+    # cores.
     # Shorter budgets leave uniform training inside its plateau at N = 200 (400 steps: one seed never left
     # it); a 32-wide model is 1.7x cheaper per step but had not left the plateau at N = 200 after 600 steps.
     "laptop": {},

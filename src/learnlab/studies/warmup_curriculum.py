@@ -85,8 +85,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 10,
     },
     # N = 300, 700 steps of 32, 3 seeds, the laptop model of knowledge-acquisition; warm-ups on 40 or 80
-    # individuals for 80 or 160 epochs (100 to 400 steps): 5 trainings, 14 minutes measured on 2 cores shared
-    # with other runs (about 12 alone). A pilot with 800 steps (2 seeds) had uniform training at 70% and a
+    # individuals for 80 or 160 epochs (100 to 400 steps): 5 trainings, 13.4 minutes (804 s) alone on 2 cores.
+    # A pilot with 800 steps (2 seeds) had uniform training at 70% and a
     # 200-step warm-up on 40 individuals at 84%.
     "laptop": {},
     # the paper's model and budget; its warm-up sizes are not in the seed: 8k individuals, 16 or 64 epochs

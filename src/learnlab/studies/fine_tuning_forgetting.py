@@ -176,6 +176,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "laptop": {},
     "paper": {  # Zucchet et al.: knowledge-acquisition's paper model and world, fine-tuned at 3e-5
         **ka.PRESETS["paper"],
+        "seeds": 2,  # the claims need two seeds (knowledge-acquisition's paper preset has one)
         "n_unseen": 16_000,
         "new_values": [1000, 4000, 16_000],
         "replay_new": 4000,

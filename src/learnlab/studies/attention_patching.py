@@ -85,8 +85,8 @@ class Config(GridConfig, ka.BiographyConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {**ka.PRESETS["smoke"], "steps": 20, "schedule_steps": 0, "eval_every": 5, "eval_individuals": 8},
     # N=400, 2 seeds, 600 steps of a 1000-step cosine (the plateau ends near step 400, and the knowledge
-    # phase has 200 steps at a useful learning rate): a reference run and six patched ones, about 12
-    # minutes on 2 cores
+    # phase has 200 steps at a useful learning rate): a reference run and six patched ones, 10.1 minutes
+    # (604 s) alone on 2 cores
     "laptop": {},
     # the paper's model and data on a GPU, one full cosine; 2 seeds, the fewest that give a verdict
     "paper": {**ka.PRESETS["paper"], "seeds": 2, "schedule_steps": 0, "snapshot_every": 500},

@@ -171,8 +171,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "toy_eval_every": 20,
     },
     # N = 400 old individuals (2 layers x 64, 1200 steps: 93% held-out-template accuracy), 7 fine-tunings of 250
-    # steps per seed, 3 seeds, and the toy at the paper's scale: 800 CPU-seconds (21 min wall on 2 cores shared
-    # with two other runs; about 11 minutes alone by the per-step costs)
+    # steps per seed, 3 seeds, and the toy at the paper's scale: 8.5 minutes (509 s) alone on 2 cores
     "laptop": {},
     "paper": {  # Zucchet et al.: knowledge-acquisition's paper model and world, fine-tuned at 3e-5
         **ka.PRESETS["paper"],

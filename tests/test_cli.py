@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from learnlab import api
 from learnlab.cli import main
 
 SMOKE = ["run", "hard-negatives", "--preset", "smoke", "--quiet"]
@@ -117,3 +118,9 @@ def test_report_needs_a_complete_run_directory(in_tmp, capsys):
     (in_tmp / "half" / "summary.json").write_text("{}")
     assert main(["report", "half"]) == 2
     assert "metrics.parquet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("study", sorted(api.STUDIES))
+def test_every_preset_of_every_study_is_a_valid_config(study):
+    for preset in api.get_study(study).presets:
+        api.resolve(study, preset=preset, device="cpu")  # paper presets are meant for a GPU; the config is the same

@@ -1,5 +1,6 @@
 """The command line: one-line errors with exit code 2, and the run directory contract."""
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -98,6 +99,19 @@ def test_runs_lists_past_runs_and_report_rerenders(in_tmp, capsys):
     (run / "report.md").unlink()
     assert main(["report", str(run)]) == 0
     assert (run / "report.md").is_file()
+
+
+def test_report_of_an_older_run_prints_in_the_units_the_study_declares_now(in_tmp, capsys, monkeypatch):
+    assert main([*SMOKE, "--arms", "concept"]) == 0
+    run = next((in_tmp / "runs").iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "plain_metrics": ["hard"]}))  # as declared then
+    spec = api.get_study("hard-negatives")
+    monkeypatch.setitem(api.STUDIES, "hard-negatives", dataclasses.replace(spec, point_metrics=("hard",)))
+    assert main(["report", str(run)]) == 0
+    measurements = (run / "report.md").read_text().split("## All measurements", 1)[1]
+    row = next(line for line in measurements.splitlines() if line.startswith("| concept |"))
+    assert f"{100 * summary['table']['concept']['hard']['mean']:+.1f} pts ±" in row
 
 
 def test_existing_out_dir_is_refused(in_tmp, capsys):

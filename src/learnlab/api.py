@@ -150,10 +150,7 @@ def execute(
         "claims": [claim.judge(table).as_dict() for claim in spec.claims],
         "method": spec.method,
     }
-    if spec.plain_metrics:
-        summary["plain_metrics"] = list(spec.plain_metrics)
-    if spec.point_metrics:
-        summary["point_metrics"] = list(spec.point_metrics)
+    summary.update(units(spec))
     for key, value in spec.extras.items():  # a study's own top-level keys never replace the standard ones
         summary.setdefault(key, value)
     summary["notes"] = spec.notes(summary) if spec.notes else []
@@ -253,6 +250,12 @@ def _complete(
     return {**result.summary, "run_dir": str(out_dir)}
 
 
+def units(spec: Study) -> dict[str, list[str]]:
+    """How the study's metrics print (`plain_metrics`, `point_metrics`), for the summary."""
+    declared = {"plain_metrics": spec.plain_metrics, "point_metrics": spec.point_metrics}
+    return {key: list(metrics) for key, metrics in declared.items() if metrics}
+
+
 def report(run_dir: str | Path) -> Path:
     """Re-render report.md/report.html and the figures of an existing run directory."""
     run_dir = Path(run_dir)
@@ -260,5 +263,7 @@ def report(run_dir: str | Path) -> Path:
     if not (run_dir / "metrics.parquet").is_file():
         raise LearnlabError(f"{str(run_dir)!r} has no metrics.parquet: not a complete run directory")
     spec = STUDIES.get(summary.get("study", ""))
+    for key, value in (units(spec) if spec else {}).items():
+        summary.setdefault(key, value)  # a run from before the study declared its units
     reporting.render(run_dir, summary, spec.figures if spec else None)
     return run_dir / "report.html"

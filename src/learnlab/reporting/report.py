@@ -50,10 +50,10 @@ def mean_std(mean: float | None, std: float | None, unit: Unit | None = None) ->
 def metric_unit(summary: dict[str, Any], metric: str) -> Unit | None:
     """The study's declared unit: plain numbers even in [0, 1] (an exponent, an R²), or points (a gain
     in accuracy, which may be negative); None leaves it to the value."""
-    if metric in summary.get("plain_metrics", ()):
-        return "plain"
     if metric in summary.get("point_metrics", ()):
         return "points"
+    if metric in summary.get("plain_metrics", ()):
+        return "plain"
     return None
 
 

@@ -76,3 +76,14 @@ def test_power_law_fit_recovers_an_exact_law_and_bootstraps_within_groups():
     lo, hi = np.percentile(noisy.exponent_boot, [2.5, 97.5])
     assert noisy.exponent == pytest.approx(1.0) and lo < 1.0 < hi  # the all-NaN group is dropped
     assert math.isnan(power_law_fit({1: np.array([1.0])}).exponent)
+
+
+def test_power_law_fit_keeps_a_group_with_a_zero_among_its_seeds():
+    from learnlab.metrics import power_law_fit
+
+    groups = {100: np.array([0.0, 40.0, 50.0]), 200: np.array([60.0, 60.0, 60.0]), 400: np.array([120.0] * 3)}
+    law = power_law_fit(groups, n_boot=200)
+    log_x, log_y = np.log([100, 200, 400]), np.log([30.0, 60.0, 120.0])
+    assert law.exponent == pytest.approx(np.polyfit(log_x, log_y, 1)[0])  # N=100's mean (30) is in the fit
+    assert 0 < law.exponent_boot.size < 200  # the resamples of N=100 that are all 0 have no logarithm
+    assert np.isfinite(law.exponent_boot).all()

@@ -22,6 +22,15 @@ def test_the_fit_recovers_a_known_power_law_with_a_bootstrap_ci():
     assert ps._power_law({"fit": fit})[0]
 
 
+def test_seeds_that_never_leave_the_plateau_are_named_beside_the_fit():
+    from learnlab.reporting.stats import describe
+
+    table = {"N-100": {"plateau_length": describe([40, 50, 45])}, "N-200": {"plateau_length": describe([90, None, 80])}}
+    assert ps._unended(table) == [
+        "N-200: 1 of 3 seeds never left the plateau (left out of the fit, biasing it down)"
+    ]
+
+
 def test_smoke_runs_every_n_as_a_job_and_writes_one_summary(tmp_path):
     summary = learnlab.run("plateau-scaling", preset="smoke", out=tmp_path / "r", progress=False)
     assert {"N-10", "N-20", "fit"} <= set(summary["table"])

@@ -120,9 +120,10 @@ class PowerLaw:
 def power_law_fit(groups: dict[float, np.ndarray], n_boot: int = 2000, seed: int = 0) -> PowerLaw:
     """Least-squares fit of log(mean y) = log a + b log x over groups {x: per-seed values of y}, and a
     bootstrap of b that resamples the seeds within each group. Non-finite values are left out; a group
-    with none is dropped."""
+    with none, or with a mean of 0, is dropped (a single 0 is a measurement and stays in the mean); a
+    resample in which some group's mean is 0 has no logarithm and is skipped."""
     kept = {x: v[np.isfinite(v)] for x, v in ((x, np.asarray(v, float)) for x, v in groups.items())}
-    kept = {x: v for x, v in kept.items() if v.size and (v > 0).all()}
+    kept = {x: v for x, v in kept.items() if v.size and v.mean() > 0}
     if len(kept) < 2:
         return PowerLaw(math.nan, math.nan, math.nan, np.array([]))
     log_x = np.log(np.array(list(kept)))
@@ -136,7 +137,6 @@ def power_law_fit(groups: dict[float, np.ndarray], n_boot: int = 2000, seed: int
 
     a, b, r2 = fit(np.array([v.mean() for v in kept.values()]))
     rng = np.random.default_rng(seed)
-    boot = np.array(
-        [fit(np.array([rng.choice(v, v.size).mean() for v in kept.values()]))[1] for _ in range(n_boot)]
-    )
+    resampled = (np.array([rng.choice(v, v.size).mean() for v in kept.values()]) for _ in range(n_boot))
+    boot = np.array([fit(means)[1] for means in resampled if (means > 0).all()])
     return PowerLaw(a, b, r2, boot)

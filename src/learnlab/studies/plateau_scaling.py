@@ -114,7 +114,19 @@ def _power_law(t: Table) -> tuple[bool, str]:
     return bool(lo <= 0.81 <= hi), (
         f"exponent {e['mean']:.2f} (bootstrap 95% CI {lo:.2f}–{hi:.2f}), R² {t['fit']['r2']['mean']:.3f}; "
         f"published 0.81 (R² 0.998) is {'inside' if lo <= 0.81 <= hi else 'outside'} the CI"
+        + "".join(f"; {s}" for s in _unended(t))
     )
+
+
+def _unended(t: Table) -> list[str]:
+    """The N whose plateau outlasted the budget in some seeds: left out of the fit, they bias it down."""
+    cells = {arm: c["plateau_length"] for arm, c in t.items() if arm.startswith("N-")}
+    return [
+        f"{arm}: {c['missing']} of {len(c['values'])} seeds never left the plateau (left out of the fit, "
+        "biasing it down)"
+        for arm, c in cells.items()
+        if c.get("missing")
+    ]
 
 
 def _grows(t: Table) -> tuple[bool, str]:
@@ -141,6 +153,7 @@ def notes(summary: dict[str, Any]) -> list[str]:
         f"Plateau length in steps of {summary['config']['batch_size']} biographies (mean over seeds): {per_n}.",
         "The published fit counts steps of 128 sequences at N = 4k–256k; the exponent, not the prefactor, "
         "is what carries across scales.",
+        *_unended(t),
     ]
 
 

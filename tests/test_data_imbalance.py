@@ -123,3 +123,24 @@ def test_a_tie_across_the_published_range_is_undetermined_and_one_outside_it_not
 
     t["best"]["alpha_min_plateau"]["ties"] = [1.0]
     assert di.CLAIMS[0].judge(t).held is False
+
+
+def test_a_shortening_seen_in_one_seed_only_is_undetermined():
+    def plateau(a, n, s):  # uniform's plateau outlasts the budget in two of three seeds at N=200
+        if a == 0.0 and n == 200 and s > 0:
+            return math.nan
+        return 100 * (1 - a) + s
+
+    metrics, cfg = frame(plateau, lambda a, n, s: 2.0 + a)
+    t = table_from_metrics(metrics)
+    for arm, cells in di.best_alphas(metrics, cfg).items():
+        t.setdefault(arm, {}).update(cells)
+    verdict = di.CLAIMS[2].judge(t)
+    assert verdict.held is None and "one seed only" in verdict.evidence
+    assert "N=100: α=1 minus uniform -100 steps" in verdict.evidence
+
+
+def test_every_part_must_hold_and_an_undecided_part_leaves_the_claim_undecided():
+    from learnlab.studies.base import every
+
+    assert every([True, True]) is True and every([True, None]) is None and every([None, False]) is False

@@ -97,3 +97,11 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path)
     )
     resumed = learnlab.api.read_summary(out)
     assert resumed["table"] == whole["table"]
+
+
+def test_hallucination_seen_in_one_seed_only_is_undetermined():
+    from learnlab.reporting.stats import describe
+
+    table = {"default": {"unseen_loss_peak_minus_baseline": describe([2.0, None])}}
+    held, evidence = ka._hallucinates(table)
+    assert held is None and "only one seed" in evidence

@@ -92,6 +92,11 @@ def compare(table: Table, reference: Table) -> list[dict[str, Any]]:
     return rows
 
 
+def finite_values(cell: Cell) -> int:
+    """How many seeds the cell's statistics rest on (missing values left out)."""
+    return sum(v is not None for v in cell["values"])
+
+
 def difference(table: Table, metric: str, arm_a: str, arm_b: str) -> Cell:
     """Paired per-seed difference arm_a - arm_b (arms share seeds, so the pairing removes seed noise)."""
     a = np.asarray(table[arm_a][metric]["values"], dtype=float)  # None (missing) becomes NaN

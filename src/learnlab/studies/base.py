@@ -8,7 +8,7 @@ published numbers, verdicts, the run directory and the report — is shared.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +49,19 @@ class Verdict:
         return {"claim": self.claim, "verdict": verdict, "evidence": self.evidence}
 
 
+def every(outcomes: Iterable[bool | None]) -> bool | None:
+    """A claim that must hold in every part: False if one part fails, else None if one is undecided."""
+    outcomes = list(outcomes)
+    return False if False in outcomes else None if None in outcomes else True
+
+
 @dataclass(frozen=True)
 class Claim:
-    """A published claim and the test that decides, from our table, whether it held."""
+    """A published claim and the test that decides, from our table, whether it held (None: the run
+    cannot decide, e.g. only one seed reached the phase the claim is about)."""
 
     text: str
-    check: Callable[[Table], tuple[bool, str]]
+    check: Callable[[Table], tuple[bool | None, str]]
 
     def judge(self, table: Table) -> Verdict:
         per_seed = (cell for cells in table.values() for cell in cells.values() if not cell.get("derived"))

@@ -39,9 +39,9 @@ from pydantic import Field, field_validator, model_validator
 
 from learnlab.config import distinct_sorted
 from learnlab.models.transformer import EnsembleTransformer
-from learnlab.reporting.stats import Table, difference
+from learnlab.reporting.stats import Table, difference, finite_values
 from learnlab.studies import knowledge_acquisition as ka
-from learnlab.studies.base import Claim, RunContext, Study
+from learnlab.studies.base import Claim, RunContext, Study, every
 from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
 from learnlab.tasks import biographies as bio
 
@@ -280,24 +280,28 @@ def _published_optimum(argmin: str, metric: str, t: Table) -> tuple[bool | None,
     return held, "; ".join(parts) + f"; published {lo:g}–{hi:g}"
 
 
-def _imbalance_shortens(t: Table) -> tuple[bool, str]:
-    held, parts = True, []
+def _imbalance_shortens(t: Table) -> tuple[bool | None, str]:
+    outcomes, parts = [], []
     for best, (n, arms) in grid_of(t).items():
         a = t[best]["alpha_min_plateau"]["mean"]
         if a is None or a == min(arms) or min(arms) != 0:
-            held = False
+            outcomes.append(False)
             parts.append(f"N={n}: the shortest plateau is {'uniform' if a == 0 else 'not measured'}")
             continue
         d = difference(t, "plateau_length", arms[a], arms[0.0])
         if d["mean"] is None:
-            held = False
+            outcomes.append(False)
             parts.append(f"N={n}: α={a:g} vs uniform not comparable (a plateau never ended)")
-            continue
-        held &= d["ci95"][1] < 0
-        parts.append(
-            f"N={n}: α={a:g} minus uniform {d['mean']:+.0f} steps (95% CI {d['ci95'][0]:+.0f} to {d['ci95'][1]:+.0f})"
-        )
-    return held, "; ".join(parts)
+        elif finite_values(d) < 2:
+            outcomes.append(None)
+            parts.append(f"N={n}: α={a:g} vs uniform comparable in one seed only (no confidence interval)")
+        else:
+            outcomes.append(bool(d["ci95"][1] < 0))
+            parts.append(
+                f"N={n}: α={a:g} minus uniform {d['mean']:+.0f} steps "
+                f"(95% CI {d['ci95'][0]:+.0f} to {d['ci95'][1]:+.0f})"
+            )
+    return every(outcomes), "; ".join(parts)
 
 
 def _too_much_hurts(t: Table) -> tuple[bool, str]:

@@ -44,7 +44,7 @@ from learnlab.engine.stream import ChunkedStream
 from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.metrics import AttributeScores, attribute_scores, detect_phases, expected_calibration_error, reliability
 from learnlab.models.transformer import EnsembleTransformer
-from learnlab.reporting.stats import Table, describe, pct
+from learnlab.reporting.stats import Table, describe, finite_values, pct
 from learnlab.studies.base import Claim, RunContext, Study, member_rows
 from learnlab.tasks import biographies as bio
 
@@ -473,10 +473,12 @@ def _three_phases(t: Table) -> tuple[bool, str]:
     )
 
 
-def _hallucinates(t: Table) -> tuple[bool, str]:
+def _hallucinates(t: Table) -> tuple[bool | None, str]:
     cell = t["default"]["unseen_loss_peak_minus_baseline"]
     if cell["mean"] is None:
         return False, "no plateau end detected, so no knowledge phase to look at"
+    if finite_values(cell) < 2:
+        return None, "only one seed left the plateau: no confidence interval on the peak"
     held = cell["ci95"][0] > 0
     return held, (
         f"unseen individuals' loss peaks {cell['mean']:+.2f} nats from the baseline after the plateau "

@@ -42,6 +42,15 @@ SMOKE = ["run", "hard-negatives", "--preset", "smoke", "--quiet"]
         (["run", "plateau-scaling", "--set", "n_values=[10]"], "n_values"),
         (["run", "knowledge-acquisition", "--set", "warmup_individuals=5", "--set", "alpha=0.5"], "warm-up"),
         (["run", "knowledge-acquisition", "--resume", "nowhere"], "nowhere"),
+        (["run", "knowledge-acquisition", "--set", "schedule_steps=100"], "schedule_steps"),
+        (["run", "plateau-scaling", "--set", "warmup_individuals=150"], "warmup_individuals (150)"),
+        (
+            ["run", "warmup-curriculum", "--set", "warmup_individuals_grid=[40]"]
+            + ["--set", "warmup_epochs_grid=[559.6]"],
+            "longest warm-up (700 steps)",  # 699.5 batches of 32 take 700 steps, the whole budget
+        ),
+        (["run", "fine-tuning-forgetting", "--set", "ft_eval_early=30"], "ft_eval_early"),
+        (["run", "data-imbalance", "--set", "n_values=[50, 200]", "--set", "celebrities=60"], "celebrities"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(in_tmp, capsys, argv, named):

@@ -78,9 +78,11 @@ class Config(GridConfig, ka.BiographyConfig):
     def _grid_knobs_only(self) -> Config:
         if self.alpha or self.warmup_individuals:
             raise ValueError("data-imbalance sweeps alphas: leave alpha and warmup_individuals at 0")
-        if self.celebrities > self.n_values[0]:
-            raise ValueError(f"celebrities ({self.celebrities}) exceeds the first N ({self.n_values[0]})")
         return self
+
+    @property
+    def populations(self) -> list[int]:
+        return self.n_values
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -107,6 +107,8 @@ class ForgettingConfig(ka.BiographyConfig):
 
     @model_validator(mode="after")
     def _enough_new(self) -> ForgettingConfig:
+        if EARLY % self.ft_eval_early:
+            raise ValueError(f"ft_eval_early ({self.ft_eval_early}) must divide {EARLY}: step {EARLY} is measured")
         if self.replay_weights and self.replay_new not in self.new_values:
             raise ValueError(f"replay_new ({self.replay_new}) must be one of new_values: its no-replay baseline")
         if max(self.new_values) > self.n_unseen:

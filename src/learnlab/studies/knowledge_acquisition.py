@@ -94,10 +94,21 @@ class BiographyConfig(StudyConfig):
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.warmup_individuals and (self.alpha or self.celebrities):
             raise ValueError("a warm-up on a subset is uniform: set warmup_individuals or alpha/celebrities, not both")
+        fewest = min(self.populations)
         for key in ("celebrities", "warmup_individuals"):
-            if getattr(self, key) > self.n_individuals:
-                raise ValueError(f"{key} ({getattr(self, key)}) exceeds n_individuals ({self.n_individuals})")
+            if getattr(self, key) > fewest:
+                raise ValueError(f"{key} ({getattr(self, key)}) exceeds the number of individuals ({fewest})")
+        if self.schedule_steps and self.schedule_steps < self.steps:
+            raise ValueError(
+                f"schedule_steps ({self.schedule_steps}) is shorter than steps ({self.steps}): past its end the "
+                "cosine would raise the learning rate again"
+            )
         return self
+
+    @property
+    def populations(self) -> list[int]:
+        """The numbers of individuals trained on: one here, several in a grid over N."""
+        return [self.n_individuals]
 
     @property
     def warmup_steps(self) -> int:

@@ -49,6 +49,10 @@ class Config(GridConfig, ka.BiographyConfig):
     def _distinct_positive(cls, values: list[int]) -> list[int]:
         return distinct_sorted(values, "n_values must be distinct positive numbers of individuals")
 
+    @property
+    def populations(self) -> list[int]:
+        return self.n_values
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {**ka.PRESETS["smoke"], "n_values": [10, 20], "steps": 30, "eval_every": 10, "schedule_steps": 60},

@@ -25,6 +25,7 @@ no-knowledge baseline, so its phases do not apply.)
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -69,9 +70,9 @@ class Config(GridConfig, ka.BiographyConfig):
             raise ValueError("warmup-curriculum compares uniform draws: leave warmup_*, alpha and celebrities unset")
         if max(self.warmup_individuals_grid) > self.n_individuals:
             raise ValueError(f"a warm-up subset exceeds n_individuals ({self.n_individuals})")
-        longest = max(self.warmup_individuals_grid) * max(self.warmup_epochs_grid) / self.batch_size
+        longest = math.ceil(max(self.warmup_individuals_grid) * max(self.warmup_epochs_grid) / self.batch_size)
         if longest >= self.steps:
-            raise ValueError(f"the longest warm-up ({longest:.0f} steps) leaves no step for all individuals")
+            raise ValueError(f"the longest warm-up ({longest} steps) leaves no step for all individuals")
         return self
 
 

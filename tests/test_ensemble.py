@@ -4,6 +4,7 @@ The reference for each member is plain PyTorch — nn.Embedding, nn.LSTM, nn.Lin
 started from the member's initial parameters and fed the member's own batches.
 """
 
+import pytest
 import torch
 from torch import nn
 
@@ -163,3 +164,37 @@ def test_a_members_training_is_bit_identical_whatever_else_shares_the_ensemble()
     crowd = trained([("baseline", 3), ("hard25", 7), ("concept", 5), ("concept", 7), ("hard75", 9)])
     for name, p in alone.named_parameters():
         assert torch.equal(p[0], getattr(crowd, name)[3]), name
+
+
+def test_an_interruption_in_a_steps_callback_resumes_before_that_step(tmp_path):
+    """on_step's side effects (kept snapshots) come before the checkpoint, so a resume never skips them."""
+    from learnlab.engine.train import Checkpoint
+    from learnlab.models.mlp import EnsembleMLP
+
+    def batch(step: int):
+        gen = torch.Generator().manual_seed(step)
+        return torch.randn(2, 8, 4, generator=gen), torch.randint(0, 3, (2, 8), generator=gen)
+
+    def loss(model, data):
+        x, y = data
+        return nn.functional.cross_entropy(model(x).transpose(1, 2), y, reduction="none").mean(-1)
+
+    def train(checkpoint, on_step=None):
+        model = EnsembleMLP(2, [4, 8, 3])
+        model.reset_parameters([generator(s, "init") for s in (0, 1)])
+        return model, train_ensemble(model, batch, loss, steps=6, lr=0.01, checkpoint=checkpoint, on_step=on_step)
+
+    def interrupt_at_4(step: int) -> None:
+        if step == 4:
+            raise KeyboardInterrupt
+
+    checkpoint = Checkpoint(tmp_path / "train.ckpt", every=2)
+    seen: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        train(checkpoint, interrupt_at_4)
+    assert torch.load(checkpoint.path)["step"] == 2  # not 4: step 4's callback never finished
+    resumed, log = train(checkpoint, seen.append)
+    assert seen == [3, 4, 5, 6]
+    whole, whole_log = train(None)
+    assert torch.equal(log.losses, whole_log.losses)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.parameters(), whole.parameters(), strict=True))

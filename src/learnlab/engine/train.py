@@ -112,6 +112,8 @@ def train_ensemble(
                 if stop_when is not None and stop_when(log):
                     steps = step + 1
                     break
+            if on_step is not None:  # before the checkpoint: a resume never skips a step's side effects
+                on_step(step + 1)
             if checkpoint is not None and (step + 1) % checkpoint.every == 0 and step + 1 < steps:
                 checkpoint.save(
                     {
@@ -123,8 +125,6 @@ def train_ensemble(
                         "evals": log.evals,
                     }
                 )
-            if on_step is not None:
-                on_step(step + 1)
     if evaluate is not None and (not log.evals or log.evals[-1][0] != steps):
         log.evals.append((steps, _evaluate(model, evaluate)))
     log.losses = losses[:steps].cpu() if losses is not None else torch.empty(0)

@@ -1,7 +1,11 @@
 """Sweeps: a grid of normal run directories plus a summary table; Ray gives the local numbers."""
 
+import contextlib
+import sys
+
 import pandas as pd
 import pytest
+import torch
 
 from learnlab.cli import main
 from learnlab.errors import LearnlabError
@@ -64,3 +68,56 @@ def test_ray_backend_matches_local(tmp_path):
         ray.shutdown()
     local = sweep(tmp_path / "local")
     pd.testing.assert_frame_equal(remote.table, local.table)
+
+
+class FakeRay:
+    """Just enough of Ray to see what a task asks for: tasks run at once, in this process."""
+
+    def __init__(self):
+        self.options, self.results = {}, {}
+
+    def is_initialized(self):
+        return True
+
+    def remote(self, **options):
+        self.options = options
+
+        def wrap(fn):
+            fake = self
+
+            class Task:
+                def remote(self, *args):
+                    ref = len(fake.results)
+                    fake.results[ref] = fn(*args)
+                    return ref
+
+            return Task()
+
+        return wrap
+
+    def wait(self, refs, num_returns):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        return self.results[ref]
+
+
+def seen_threads(config, ctx):
+    return pd.DataFrame({"threads": [torch.get_num_threads()]})
+
+
+@pytest.mark.parametrize("device, gpus", [("cpu", 0), ("cuda", 1)])
+def test_grid_jobs_reserve_their_threads_and_a_gpu_on_cuda(monkeypatch, device, gpus):
+    from learnlab.studies.base import RunContext
+    from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
+
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    cfg = GridConfig(backend="ray", device=device, job_threads=3)
+    ctx = RunContext(lambda desc, total: contextlib.nullcontext(lambda n: None))
+    before = torch.get_num_threads()
+    out = run_jobs([Job("a", seen_threads, None)], cfg, ctx, "test")
+    assert fake.options == {"num_cpus": 3, "num_gpus": gpus}
+    assert out["a"].threads.tolist() == [3] and torch.get_num_threads() == before
+    local = run_jobs([Job("a", seen_threads, None)], cfg.model_copy(update={"backend": "local"}), ctx, "test")
+    assert local["a"].threads.tolist() == [3]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from learnlab import api
 from learnlab.config import StudyConfig, config_from_yaml, parse_overrides
@@ -25,6 +26,7 @@ from learnlab.errors import LearnlabError
 from learnlab.progress import progress_bar
 from learnlab.reporting.report import to_markdown
 from learnlab.store.rundir import DEFAULT_ROOT, write_json
+from learnlab.sweeps.jobs import torch_threads
 
 BACKENDS = ("local", "ray")
 
@@ -162,9 +164,10 @@ def _local_executor(progress: bool) -> Executor:
     return execute
 
 
-def _execute_remote(study: str, config: dict[str, Any]) -> api.RunResult:
+def _execute_remote(study: str, config: dict[str, Any], threads: int) -> api.RunResult:
     spec = api.get_study(study)
-    return api.execute(spec, spec.config.model_validate(config))
+    with torch_threads(threads):  # this process's count, as a local sweep runs with
+        return api.execute(spec, spec.config.model_validate(config))
 
 
 def _ray_executor(address: str | None) -> Executor:
@@ -174,10 +177,15 @@ def _ray_executor(address: str | None) -> Executor:
         raise LearnlabError("the ray backend needs the optional extra: pip install 'learnlab[ray]'") from None
 
     def execute(study: str, configs: list[StudyConfig], ids: list[int]) -> Iterator[tuple[int, api.RunResult]]:
+        if not configs:
+            return
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(num_cpus=1)(_execute_remote)
-        pending = {remote.remote(study, cfg.model_dump(mode="json")): i for i, cfg in zip(ids, configs, strict=True)}
+        threads, gpus = torch.get_num_threads(), int(configs[0].device.startswith("cuda"))
+        remote = ray.remote(num_cpus=threads, num_gpus=gpus)(_execute_remote)  # without a GPU asked, none is seen
+        pending = {
+            remote.remote(study, cfg.model_dump(mode="json"), threads): i for i, cfg in zip(ids, configs, strict=True)
+        }
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             i = pending.pop(ready[0])

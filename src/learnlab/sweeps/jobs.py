@@ -6,17 +6,20 @@ of a config that returns long-format measurements. `run_jobs` computes them with
 (`local`, or `ray` from the optional extra `learnlab[ray]`, imported lazily) and keeps each finished
 job's measurements in the run's work directory, so an interrupted grid resumes where it stopped and a
 resumed job continues from its own checkpoints (local backend). A job's result depends only on its
-function and config, so both backends give the same numbers.
+function, its config and its thread count (`job_threads`, the same on both backends), so both backends
+give the same numbers on one machine. A job on a GPU reserves one from Ray.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pandas as pd
+import torch
 from pydantic import Field, field_validator
 
 from learnlab.config import StudyConfig
@@ -31,6 +34,9 @@ class GridConfig(StudyConfig):
 
     backend: Backend = Field("local", description="local: in this process; ray: as Ray tasks")
     address: str | None = Field(None, description="Ray cluster address (default: start a local Ray)")
+    job_threads: int = Field(
+        0, ge=0, description="CPU threads of each job (0: this machine's); Ray reserves as many CPUs per job"
+    )
     # the knobs that make the arms, when they are the grid's own (no `--arms` then)
     grid_knobs: ClassVar[str | None] = None
 
@@ -56,7 +62,10 @@ def run_jobs(jobs: list[Job], cfg: GridConfig, ctx: RunContext, label: str) -> d
     store = ctx.workdir / "jobs" if ctx.workdir else None
     done = {job.name: pd.read_parquet(_file(store, job)) for job in jobs if store and _file(store, job).is_file()}
     todo = [job for job in jobs if job.name not in done]
-    run = _ray(cfg.address) if cfg.backend == "ray" else _local(ctx)
+    # one thread count on both backends: a parallel reduction's rounding depends on it
+    threads = cfg.job_threads or torch.get_num_threads()
+    gpus = 1 if cfg.device.startswith("cuda") else 0
+    run = _ray(cfg.address, threads, gpus) if cfg.backend == "ray" else _local(ctx, threads)
     # locally each job shows its own bar (one live bar at a time); on Ray one bar counts the jobs
     outer = ctx.progress if cfg.backend == "ray" else _quiet
     with outer(f"{label} · {len(jobs)} trainings", len(jobs)) as update:
@@ -77,15 +86,28 @@ def _file(store: Path, job: Job) -> Path:
 Runner = Callable[[list[Job]], Iterator[tuple[Job, pd.DataFrame]]]
 
 
-def _local(ctx: RunContext) -> Runner:
+def _local(ctx: RunContext, threads: int) -> Runner:
     def run(jobs: list[Job]) -> Iterator[tuple[Job, pd.DataFrame]]:
         for job in jobs:
             workdir = ctx.workdir / "jobs" / job.name if ctx.workdir else None
             if workdir is not None:
                 workdir.mkdir(parents=True, exist_ok=True)
-            yield job, job.fn(job.config, RunContext(ctx.progress, workdir, ctx.checkpoint_every))
+            with torch_threads(threads):
+                frame = job.fn(job.config, RunContext(ctx.progress, workdir, ctx.checkpoint_every))
+            yield job, frame
 
     return run
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """PyTorch's CPU threads inside the block (a Ray worker starts with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _quiet(desc: str, total: int) -> Any:
@@ -94,14 +116,14 @@ def _quiet(desc: str, total: int) -> Any:
     return progress_bar(desc, total, False)
 
 
-def _remote(fn: Callable[[Any, RunContext], pd.DataFrame], config: Any) -> pd.DataFrame:
+def _remote(fn: Callable[[Any, RunContext], pd.DataFrame], config: Any, threads: int) -> pd.DataFrame:
     from learnlab.api import deterministic
 
-    with deterministic():
+    with deterministic(), torch_threads(threads):
         return fn(config, RunContext(_quiet))
 
 
-def _ray(address: str | None) -> Runner:
+def _ray(address: str | None, threads: int, gpus: int) -> Runner:
     try:
         import ray
     except ImportError:
@@ -112,8 +134,9 @@ def _ray(address: str | None) -> Runner:
             return
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(num_cpus=1)(_remote)
-        pending = {remote.remote(job.fn, job.config): job for job in jobs}
+        # a job on a GPU asks Ray for one, or Ray hides every GPU from it (CUDA_VISIBLE_DEVICES="")
+        remote = ray.remote(num_cpus=threads, num_gpus=gpus)(_remote)
+        pending = {remote.remote(job.fn, job.config, threads): job for job in jobs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             yield pending.pop(ready[0]), ray.get(ready[0])

@@ -8,7 +8,7 @@ from learnlab.tasks.associative_memory import MemoryBatches, memory_pairs
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**31), st.integers(1, 64), st.integers(0, 64), st.integers(0, 64), st.integers(2, 8))
 def test_keys_are_unit_vectors_and_more_new_pairs_only_append(seed, old, new, more, classes):
-    keys, labels = memory_pairs(seed, old, new, 16, classes)
+    keys, labels = memory_pairs(seed, old, new, 16, classes)  # dim 16: whole blocks of torch's sampler
     assert keys.shape == (old + new, 16) and labels.shape == (old + new,)
     assert torch.allclose(keys.norm(dim=-1), torch.ones(old + new), atol=1e-5)
     assert ((labels >= 0) & (labels < classes)).all()

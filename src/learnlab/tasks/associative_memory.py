@@ -1,9 +1,8 @@
 """Key → class pairs for a toy associative memory (Zucchet et al. 2025, appendix F.4).
 
 Keys are random unit vectors, classes uniform: nothing to generalise, only pairs to store, so what a
-model keeps or loses under fine-tuning is memory alone. A seed's pairs are the same however many are
-drawn after them: fine-tunings on more or fewer new pairs start from one pre-training, and a smaller
-fine-tuning set is the start of a larger one.
+model keeps or loses under fine-tuning is memory alone. A seed's old pairs are the same however many new
+ones are drawn after them, so fine-tunings on more or fewer new pairs start from one pre-training.
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ from learnlab.engine.rng import generator
 
 def memory_pairs(seed: int, old: int, new: int, dim: int, classes: int) -> tuple[Tensor, Tensor]:
     """Keys [old + new, dim] and classes [old + new]: the first `old` are the pairs to pre-train on.
-    Keys and classes come from separate streams, so asking for more new pairs only appends to them."""
+    Keys and classes come from separate streams, so asking for more new pairs only appends to them
+    (for keys, when dim is a multiple of 16: torch draws normals in blocks of 16)."""
     keys, labels = [], []
     for purpose, n in (("toy-memory", old), ("toy-memory-new", new)):
         keys.append(F.normalize(torch.randn(n, dim, generator=generator(seed, purpose)), dim=-1))

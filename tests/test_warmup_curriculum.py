@@ -38,6 +38,12 @@ def test_final_knowledge_is_scored_on_every_individual_and_split_at_the_warmup_s
     out = wc.final_over_everyone(model, cfg)
     assert out["final_acc_warmup_subset"].tolist() == [1.0, 0.0] and out["final_acc_rest"].tolist() == [0.5, 0.0]
     assert out["final_acc_all"] == pytest.approx([(5 + 15 * 0.5) / 20, 0.0]) and out["warmup_steps"].tolist() == [5, 5]
+    assert not any(k.startswith(wc.BEYOND) for k in wc.final_over_everyone(model, cfg, subsets=(5,)))
+
+    uniform = cfg.model_copy(update={"warmup_individuals": 0, "warmup_epochs": 0.0})
+    out = wc.final_over_everyone(model, uniform, subsets=(5, 10))  # uniform: scored beyond every subset
+    assert out["final_acc_beyond_5"].tolist() == [0.5, 0.0] and out["final_acc_beyond_10"].tolist() == [0.5, 0.0]
+    assert "final_acc_rest" not in out
 
 
 def frame(acc: dict[str, list[float]], rest: dict[str, list[float]]) -> pd.DataFrame:
@@ -49,6 +55,12 @@ def frame(acc: dict[str, list[float]], rest: dict[str, list[float]]) -> pd.DataF
         for s, v in enumerate(per_seed)
     ]
     rows += [{**r, "metric": "warmup_steps", "value": 100.0} for r in rows if r["metric"] == "final_acc_all"]
+    # uniform's accuracy beyond the subset of 50: here its accuracy on all, minus a point
+    rows += [
+        {**r, "metric": "final_acc_beyond_50", "value": r["value"] - 0.01}
+        for r in rows
+        if r["metric"] == "final_acc_all" and r["arm"] == "uniform"
+    ]
     return pd.DataFrame(rows)
 
 
@@ -69,7 +81,7 @@ def test_gains_are_paired_by_seed_and_decide_the_claims():
     assert t["warmup-50-64"]["gain_over_uniform"]["ci95"] == pytest.approx([0.05, 0.05])
     assert t["warmup-50-128"]["gain_over_uniform"]["derived"] and "uniform" not in wc.gains(frame(acc, rest), None)
     assert helps.held and "warmup-50-64" in helps.evidence.split("best ")[-1] and "+5.0 points" in helps.evidence
-    assert beyond.held and "+2.0 points" in beyond.evidence
+    assert beyond.held and "+3.0 points" in beyond.evidence and "same individuals" in beyond.evidence
 
     t, (helps, beyond) = judged({**acc, "warmup-50-64": [u - 0.01 for u in uniform]}, rest)
     assert not helps.held

@@ -87,7 +87,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 10,
     },
     # N = 300, 700 steps of 32, 3 seeds, the laptop model of knowledge-acquisition; warm-ups on 40 or 80
-    # individuals for 80 or 160 epochs (100 to 400 steps): 5 trainings, 13.4 minutes (804 s) alone on 2 cores.
+    # individuals for 80 or 160 epochs (100 to 400 steps): 5 trainings, 13.8 minutes (828 s) alone on 2 cores.
     # A pilot with 800 steps (2 seeds) had uniform training at 70% and a
     # 200-step warm-up on 40 individuals at 84%.
     "laptop": {},

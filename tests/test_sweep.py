@@ -1,6 +1,7 @@
 """Sweeps: a grid of normal run directories plus a summary table; Ray gives the local numbers."""
 
 import contextlib
+import os
 import sys
 
 import pandas as pd
@@ -79,6 +80,9 @@ class FakeRay:
     def is_initialized(self):
         return True
 
+    def nodes(self):
+        return [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": False, "Resources": {"CPU": 64.0}}]
+
     def remote(self, **options):
         self.options = options
 
@@ -102,22 +106,33 @@ class FakeRay:
         return self.results[ref]
 
 
-def seen_threads(config, ctx):
-    return pd.DataFrame({"threads": [torch.get_num_threads()]})
+def seen_in_job(config, ctx):
+    return pd.DataFrame({"threads": [torch.get_num_threads()], "device": [config.device]})
 
 
-@pytest.mark.parametrize("device, gpus", [("cpu", 0), ("cuda", 1)])
-def test_grid_jobs_reserve_their_threads_and_a_gpu_on_cuda(monkeypatch, device, gpus):
+@pytest.mark.parametrize(
+    "device, options, device_in_job",
+    [
+        ("cpu", {"num_cpus": 2, "num_gpus": 0}, "cpu"),  # 3 threads asked, capped at the largest live node's 2
+        ("cuda:1", {"num_cpus": 1, "num_gpus": 1}, "cuda"),  # Ray's one visible GPU is device 0 in the task
+    ],
+)
+def test_ray_tasks_reserve_what_they_use_and_run_with_the_local_threads(monkeypatch, device, options, device_in_job):
+    from learnlab.config import StudyConfig
     from learnlab.studies.base import RunContext
     from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
 
     fake = FakeRay()
     monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     cfg = GridConfig(backend="ray", device=device, job_threads=3)
     ctx = RunContext(lambda desc, total: contextlib.nullcontext(lambda n: None))
+    job = Job("a", seen_in_job, StudyConfig(device=device))
     before = torch.get_num_threads()
-    out = run_jobs([Job("a", seen_threads, None)], cfg, ctx, "test")
-    assert fake.options == {"num_cpus": 3, "num_gpus": gpus}
-    assert out["a"].threads.tolist() == [3] and torch.get_num_threads() == before
-    local = run_jobs([Job("a", seen_threads, None)], cfg.model_copy(update={"backend": "local"}), ctx, "test")
-    assert local["a"].threads.tolist() == [3]
+    out = run_jobs([job], cfg, ctx, "test")
+    assert fake.options == options
+    assert out["a"].threads.tolist() == [3] and out["a"].device.tolist() == [device_in_job]
+    assert torch.get_num_threads() == before
+    assert ("CUBLAS_WORKSPACE_CONFIG" in os.environ) == device.startswith("cuda")
+    local = run_jobs([job], cfg.model_copy(update={"backend": "local"}), ctx, "test")
+    assert local["a"].threads.tolist() == [3] and torch.get_num_threads() == before

@@ -26,7 +26,7 @@ from learnlab.errors import LearnlabError
 from learnlab.progress import progress_bar
 from learnlab.reporting.report import to_markdown
 from learnlab.store.rundir import DEFAULT_ROOT, write_json
-from learnlab.sweeps.jobs import torch_threads
+from learnlab.sweeps.jobs import in_ray_worker, ray_task_options, torch_threads
 
 BACKENDS = ("local", "ray")
 
@@ -166,6 +166,7 @@ def _local_executor(progress: bool) -> Executor:
 
 def _execute_remote(study: str, config: dict[str, Any], threads: int) -> api.RunResult:
     spec = api.get_study(study)
+    config = {**config, "device": in_ray_worker(config["device"])}
     with torch_threads(threads):  # this process's count, as a local sweep runs with
         return api.execute(spec, spec.config.model_validate(config))
 
@@ -181,8 +182,8 @@ def _ray_executor(address: str | None) -> Executor:
             return
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        threads, gpus = torch.get_num_threads(), int(configs[0].device.startswith("cuda"))
-        remote = ray.remote(num_cpus=threads, num_gpus=gpus)(_execute_remote)  # without a GPU asked, none is seen
+        threads = torch.get_num_threads()
+        remote = ray.remote(**ray_task_options(ray, threads, configs[0].device))(_execute_remote)
         pending = {
             remote.remote(study, cfg.model_dump(mode="json"), threads): i for i, cfg in zip(ids, configs, strict=True)
         }

@@ -12,6 +12,7 @@ give the same numbers on one machine. A job on a GPU reserves one from Ray.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,8 +65,7 @@ def run_jobs(jobs: list[Job], cfg: GridConfig, ctx: RunContext, label: str) -> d
     todo = [job for job in jobs if job.name not in done]
     # one thread count on both backends: a parallel reduction's rounding depends on it
     threads = cfg.job_threads or torch.get_num_threads()
-    gpus = 1 if cfg.device.startswith("cuda") else 0
-    run = _ray(cfg.address, threads, gpus) if cfg.backend == "ray" else _local(ctx, threads)
+    run = _ray(cfg.address, threads, cfg.device) if cfg.backend == "ray" else _local(ctx, threads)
     # locally each job shows its own bar (one live bar at a time); on Ray one bar counts the jobs
     outer = ctx.progress if cfg.backend == "ray" else _quiet
     with outer(f"{label} · {len(jobs)} trainings", len(jobs)) as update:
@@ -119,11 +119,32 @@ def _quiet(desc: str, total: int) -> Any:
 def _remote(fn: Callable[[Any, RunContext], pd.DataFrame], config: Any, threads: int) -> pd.DataFrame:
     from learnlab.api import deterministic
 
+    if getattr(config, "device", "").startswith("cuda"):
+        config = config.model_copy(update={"device": in_ray_worker(config.device)})
     with deterministic(), torch_threads(threads):
         return fn(config, RunContext(_quiet))
 
 
-def _ray(address: str | None, threads: int, gpus: int) -> Runner:
+def ray_task_options(ray: Any, threads: int, device: str) -> dict[str, int]:
+    """What a Ray task reserves. A GPU when it runs on one: Ray hides every GPU from a task that asks
+    for none; then one CPU, so that CPU reservations leave no GPU idle. Otherwise CPUs for its threads,
+    at most the largest node's: a task asking for more would never be scheduled."""
+    if device.startswith("cuda"):
+        return {"num_cpus": 1, "num_gpus": 1}
+    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=threads)
+    return {"num_cpus": max(1, min(threads, int(largest))), "num_gpus": 0}
+
+
+def in_ray_worker(device: str) -> str:
+    """The device inside a Ray task, set up as the driver's: the one GPU Ray gave the task is cuda:0
+    (`cuda:1` on the driver would be an invalid ordinal there), with deterministic cuBLAS."""
+    if not device.startswith("cuda"):
+        return device
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts in this worker
+    return "cuda"
+
+
+def _ray(address: str | None, threads: int, device: str) -> Runner:
     try:
         import ray
     except ImportError:
@@ -134,8 +155,7 @@ def _ray(address: str | None, threads: int, gpus: int) -> Runner:
             return
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        # a job on a GPU asks Ray for one, or Ray hides every GPU from it (CUDA_VISIBLE_DEVICES="")
-        remote = ray.remote(num_cpus=threads, num_gpus=gpus)(_remote)
+        remote = ray.remote(**ray_task_options(ray, threads, device))(_remote)
         pending = {remote.remote(job.fn, job.config, threads): job for job in jobs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

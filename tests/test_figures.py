@@ -27,8 +27,9 @@ def test_many_panels_wrap_into_rows_and_every_arm_keeps_its_own_colour():
 def test_final_bars_leave_out_plain_metrics_and_arms_without_a_bar():
     cell = {"mean": 0.5, "std": 0.1, "ci95": [0.4, 0.6]}
     summary = {
-        "table": {"a": {"acc": cell}, "b": {"acc": cell}, "fit": {"r2": {**cell, "mean": 0.9}}},
+        "table": {"a": {"acc": cell, "gain": {**cell, "mean": 0.1}}, "b": {"acc": cell}, "fit": {"r2": cell}},
         "plain_metrics": ["r2"],
+        "point_metrics": ["gain"],
     }
     ax = figures.final_table(summary).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["acc"]

@@ -22,12 +22,20 @@ def test_the_fit_recovers_a_known_power_law_with_a_bootstrap_ci():
     assert ps._power_law({"fit": fit})[0]
 
 
-def test_seeds_that_never_leave_the_plateau_are_named_beside_the_fit():
+def test_what_the_fit_leaves_out_is_named_beside_it():
     from learnlab.reporting.stats import describe
 
-    table = {"N-100": {"plateau_length": describe([40, 50, 45])}, "N-200": {"plateau_length": describe([90, None, 80])}}
-    assert ps._unended(table) == [
-        "N-200: 1 of 3 seeds never left the plateau (left out of the fit, biasing it down)"
+    table = {
+        "N-50": {"plateau_length": describe([0, 0])},
+        "N-100": {"plateau_length": describe([40, 50, 45])},
+        "N-200": {"plateau_length": describe([90, None, 80])},
+        "fit": {"exponent": {"bootstrap_resamples": ps.BOOTSTRAP_RESAMPLES - 7}},
+    }
+    assert ps._fit_caveats(table) == [
+        "N-200: 1 of 3 seeds never left the plateau (left out of the fit, biasing it down)",
+        "N-50: no plateau in any seed (length 0 has no logarithm: left out of the fit)",
+        f"7 of {ps.BOOTSTRAP_RESAMPLES} bootstrap resamples drew only zero-length plateaus at some N and were "
+        "skipped (the CI comes from the rest)",
     ]
 
 

@@ -107,3 +107,8 @@ def test_ray_backend_gives_the_local_numbers(tmp_path):
     finally:
         ray.shutdown()
     assert local["table"] == remote["table"] and "final_acc_all" in local["table"]["warmup-5-8"]
+
+
+def test_arm_names_read_back_into_their_grid_point():
+    for individuals, epochs in ((40, 80.0), (8000, 1e-5), (5, 0.5)):
+        assert wc.arms_grid(wc.warmup_arm(individuals, epochs)) == (individuals, epochs)

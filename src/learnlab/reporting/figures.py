@@ -79,8 +79,9 @@ def final_table(summary: dict[str, Any]) -> Figure | None:
     table, reference = summary["table"], summary.get("reference", {})
     arms = list(table)
     metrics = list(dict.fromkeys(m for arm in arms for m in table[arm]))
-    plain = set(summary.get("plain_metrics", ()))
-    fractions = [m for m in metrics if m not in plain and all(_is_fraction(table[a].get(m)) for a in arms)]
+    # differences of fractions (points) are not on the fractions' scale either, whatever their sign
+    unshared = set(summary.get("plain_metrics", ())) | set(summary.get("point_metrics", ()))
+    fractions = [m for m in metrics if m not in unshared and all(_is_fraction(table[a].get(m)) for a in arms)]
     metrics = fractions or metrics
     arms = [a for a in arms if any((table[a].get(m) or {}).get("mean") is not None for m in metrics)]
     if not arms or not metrics:

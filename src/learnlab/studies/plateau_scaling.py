@@ -100,7 +100,7 @@ def fit(metrics: pd.DataFrame, cfg: Config) -> Table:
     return {
         "fit": {
             "exponent": {**cell(law.exponent, (lo, hi), float(law.exponent_boot.std(ddof=1))),
-                         "bootstrap_resamples": BOOTSTRAP_RESAMPLES},  # fmt: skip
+                         "bootstrap_resamples": len(law.exponent_boot)},  # those with a logarithm  # fmt: skip
             "prefactor": cell(law.prefactor),
             "r2": cell(law.r2),
         }
@@ -118,19 +118,28 @@ def _power_law(t: Table) -> tuple[bool, str]:
     return bool(lo <= 0.81 <= hi), (
         f"exponent {e['mean']:.2f} (bootstrap 95% CI {lo:.2f}–{hi:.2f}), R² {t['fit']['r2']['mean']:.3f}; "
         f"published 0.81 (R² 0.998) is {'inside' if lo <= 0.81 <= hi else 'outside'} the CI"
-        + "".join(f"; {s}" for s in _unended(t))
+        + "".join(f"; {s}" for s in _fit_caveats(t))
     )
 
 
-def _unended(t: Table) -> list[str]:
-    """The N whose plateau outlasted the budget in some seeds: left out of the fit, they bias it down."""
+def _fit_caveats(t: Table) -> list[str]:
+    """What the fit leaves out: seeds whose plateau outlasted the budget (biasing it down), N without a
+    plateau, and bootstrap resamples without a logarithm."""
     cells = {arm: c["plateau_length"] for arm, c in t.items() if arm.startswith("N-")}
-    return [
+    unended = [
         f"{arm}: {c['missing']} of {len(c['values'])} seeds never left the plateau (left out of the fit, "
         "biasing it down)"
         for arm, c in cells.items()
         if c.get("missing")
     ]
+    zero = [f"{arm}: no plateau in any seed (length 0 has no logarithm: left out of the fit)"
+            for arm, c in cells.items() if c["mean"] == 0]  # fmt: skip
+    resamples = t.get("fit", {}).get("exponent", {}).get("bootstrap_resamples", BOOTSTRAP_RESAMPLES)
+    skipped = [] if resamples == BOOTSTRAP_RESAMPLES else [
+        f"{BOOTSTRAP_RESAMPLES - resamples} of {BOOTSTRAP_RESAMPLES} bootstrap resamples drew only zero-length "
+        "plateaus at some N and were skipped (the CI comes from the rest)"
+    ]  # fmt: skip
+    return unended + zero + skipped
 
 
 def _grows(t: Table) -> tuple[bool, str]:
@@ -157,7 +166,7 @@ def notes(summary: dict[str, Any]) -> list[str]:
         f"Plateau length in steps of {summary['config']['batch_size']} biographies (mean over seeds): {per_n}.",
         "The published fit counts steps of 128 sequences at N = 4k–256k; the exponent, not the prefactor, "
         "is what carries across scales.",
-        *_unended(t),
+        *_fit_caveats(t),
     ]
 
 

@@ -111,7 +111,7 @@ def warmup_arm(individuals: int, epochs: float) -> str:
 
 def arms_grid(arm: str) -> tuple[int, float]:
     """(individuals, epochs) of a warm-up arm's name."""
-    _, individuals, epochs = arm.split("-")
+    _, individuals, epochs = arm.split("-", 2)  # epochs may print with a minus: 1e-05
     return int(individuals), float(epochs)
 
 

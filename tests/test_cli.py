@@ -147,3 +147,10 @@ def test_report_needs_a_complete_run_directory(in_tmp, capsys):
 def test_every_preset_of_every_study_is_a_valid_config(study):
     for preset in api.get_study(study).presets:
         api.resolve(study, preset=preset, device="cpu")  # paper presets are meant for a GPU; the config is the same
+
+
+def test_stored_unit_lists_merge_with_the_studys_current_ones(monkeypatch):
+    spec = api.get_study("hard-negatives")
+    monkeypatch.setitem(api.STUDIES, "hard-negatives", dataclasses.replace(spec, plain_metrics=("easy",)))
+    merged = api.with_current_units({"study": "hard-negatives", "plain_metrics": ["hard"], "table": {}})
+    assert merged["plain_metrics"] == ["easy", "hard"] and "point_metrics" not in merged

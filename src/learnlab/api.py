@@ -256,6 +256,14 @@ def units(spec: Study) -> dict[str, list[str]]:
     return {key: list(metrics) for key, metrics in declared.items() if metrics}
 
 
+def with_current_units(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with its study's unit lists as declared now merged in (units are presentation, not
+    measurement: a run made before a declaration prints as a new one; points win over plain)."""
+    spec = STUDIES.get(summary.get("study", ""))
+    current = units(spec) if spec else {}
+    return {**summary, **{k: sorted(set(summary.get(k, ())) | set(v)) for k, v in current.items()}}
+
+
 def report(run_dir: str | Path) -> Path:
     """Re-render report.md/report.html and the figures of an existing run directory."""
     run_dir = Path(run_dir)
@@ -263,7 +271,6 @@ def report(run_dir: str | Path) -> Path:
     if not (run_dir / "metrics.parquet").is_file():
         raise LearnlabError(f"{str(run_dir)!r} has no metrics.parquet: not a complete run directory")
     spec = STUDIES.get(summary.get("study", ""))
-    for key, value in (units(spec) if spec else {}).items():
-        summary.setdefault(key, value)  # a run from before the study declared its units
+    summary = with_current_units(summary)
     reporting.render(run_dir, summary, spec.figures if spec else None)
     return run_dir / "report.html"

@@ -173,7 +173,8 @@ def runs(root: Path) -> None:
         click.echo(f"no runs under {root}")
         return
     rows = [("run", "study", "preset", "seeds", "date", "headline")]
-    for path, summary in found:
+    for path, stored in found:
+        summary = api.with_current_units(stored)
         spec = api.STUDIES.get(summary.get("study", ""))
         cells = []
         for arm, metric in spec.headline if spec else ():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,17 +132,22 @@ def train_ensemble(
 
 
 @contextmanager
-def _cpu_threads(model: nn.Module, threads: int | None) -> Iterator[None]:
-    """On a CPU, PyTorch runs `threads` threads while training: 1 for tiny models, whose ops are too
-    small to split and whose idle pool threads would take the cores the native kernels run on."""
-    cpu = all(p.device.type == "cpu" for p in model.parameters())
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """PyTorch's CPU threads inside the block (None: unchanged), restored after it."""
     before = torch.get_num_threads()
-    if cpu and threads is not None:
+    if threads is not None:
         torch.set_num_threads(threads)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _cpu_threads(model: nn.Module, threads: int | None) -> AbstractContextManager[None]:
+    """On a CPU, PyTorch runs `threads` threads while training: 1 for tiny models, whose ops are too
+    small to split and whose idle pool threads would take the cores the native kernels run on."""
+    cpu = all(p.device.type == "cpu" for p in model.parameters())
+    return torch_threads(threads if cpu else None)
 
 
 def _evaluate(model: nn.Module, evaluate: EvalFn) -> dict[str, Tensor]:

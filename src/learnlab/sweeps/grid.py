@@ -22,11 +22,12 @@ import torch
 
 from learnlab import api
 from learnlab.config import StudyConfig, config_from_yaml, parse_overrides
+from learnlab.engine.train import torch_threads
 from learnlab.errors import LearnlabError
 from learnlab.progress import progress_bar
 from learnlab.reporting.report import to_markdown
 from learnlab.store.rundir import DEFAULT_ROOT, write_json
-from learnlab.sweeps.jobs import in_ray_worker, ray_task_options, torch_threads
+from learnlab.sweeps.jobs import in_ray_worker, ray_task_options
 
 BACKENDS = ("local", "ray")
 

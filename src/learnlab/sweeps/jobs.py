@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -24,6 +23,7 @@ import torch
 from pydantic import Field, field_validator
 
 from learnlab.config import StudyConfig
+from learnlab.engine.train import torch_threads
 from learnlab.errors import LearnlabError
 from learnlab.studies.base import RunContext
 
@@ -97,17 +97,6 @@ def _local(ctx: RunContext, threads: int) -> Runner:
             yield job, frame
 
     return run
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """PyTorch's CPU threads inside the block (a Ray worker starts with one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _quiet(desc: str, total: int) -> Any:

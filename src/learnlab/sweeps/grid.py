@@ -27,7 +27,7 @@ from learnlab.errors import LearnlabError
 from learnlab.progress import progress_bar
 from learnlab.reporting.report import to_markdown
 from learnlab.store.rundir import DEFAULT_ROOT, write_json
-from learnlab.sweeps.jobs import in_ray_worker, ray_task_options
+from learnlab.sweeps.jobs import import_ray, in_ray_worker, ray_results
 
 BACKENDS = ("local", "ray")
 
@@ -173,24 +173,11 @@ def _execute_remote(study: str, config: dict[str, Any], threads: int) -> api.Run
 
 
 def _ray_executor(address: str | None) -> Executor:
-    try:
-        import ray
-    except ImportError:
-        raise LearnlabError("the ray backend needs the optional extra: pip install 'learnlab[ray]'") from None
+    ray = import_ray()
 
     def execute(study: str, configs: list[StudyConfig], ids: list[int]) -> Iterator[tuple[int, api.RunResult]]:
-        if not configs:
-            return
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        threads = torch.get_num_threads()
-        remote = ray.remote(**ray_task_options(ray, threads, configs[0].device))(_execute_remote)
-        pending = {
-            remote.remote(study, cfg.model_dump(mode="json"), threads): i for i, cfg in zip(ids, configs, strict=True)
-        }
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ready[0])
-            yield i, ray.get(ready[0])
+        threads, device = torch.get_num_threads(), configs[0].device if configs else "cpu"
+        calls = {i: (study, cfg.model_dump(mode="json"), threads) for i, cfg in zip(ids, configs, strict=True)}
+        yield from ray_results(ray, address, _execute_remote, threads, device, calls)
 
     return execute

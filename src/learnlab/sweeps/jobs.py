@@ -133,21 +133,37 @@ def in_ray_worker(device: str) -> str:
     return "cuda"
 
 
-def _ray(address: str | None, threads: int, device: str) -> Runner:
+def import_ray() -> Any:
+    """Ray, from the optional extra, imported on first use."""
     try:
         import ray
     except ImportError:
         raise LearnlabError("the ray backend needs the optional extra: pip install 'learnlab[ray]'") from None
+    return ray
+
+
+def ray_results(ray: Any, address: str | None, fn: Callable[..., Any], threads: int, device: str,
+                calls: dict[Any, tuple[Any, ...]]) -> Iterator[tuple[Any, Any]]:  # fmt: skip
+    """Run fn(*args) for every {key: args} as Ray tasks reserving what `threads` threads on `device`
+    need (connecting first); (key, result) as each ends."""
+    if not calls:
+        return
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(**ray_task_options(ray, threads, device))(fn)
+    pending = {remote.remote(*args): key for key, args in calls.items()}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        yield pending.pop(ready[0]), ray.get(ready[0])
+
+
+def _ray(address: str | None, threads: int, device: str) -> Runner:
+    ray = import_ray()
 
     def run(jobs: list[Job]) -> Iterator[tuple[Job, pd.DataFrame]]:
-        if not jobs:
-            return
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(**ray_task_options(ray, threads, device))(_remote)
-        pending = {remote.remote(job.fn, job.config, threads): job for job in jobs}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            yield pending.pop(ready[0]), ray.get(ready[0])
+        by_name = {job.name: job for job in jobs}
+        calls = {job.name: (job.fn, job.config, threads) for job in jobs}
+        for name, frame in ray_results(ray, address, _remote, threads, device, calls):
+            yield by_name[name], frame
 
     return run

@@ -17,3 +17,23 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in an empty working directory, so default run directories land in tmp_path/runs."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def local_and_ray(tmp_path):
+    """run(study, overrides, **kw) -> the summaries of the smoke preset run locally and on a 2-CPU local Ray."""
+    ray = pytest.importorskip("ray")
+    import learnlab
+
+    def run(study: str, overrides: dict, **kw) -> list[dict]:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            backends = {"local": overrides, "ray": {**overrides, "backend": "ray"}}
+            return [
+                learnlab.run(study, preset="smoke", progress=False, out=tmp_path / name, overrides=values, **kw)
+                for name, values in backends.items()
+            ]
+        finally:
+            ray.shutdown()
+
+    return run

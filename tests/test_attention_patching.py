@@ -138,17 +138,6 @@ def test_smoke_run_reports_every_arm_with_paired_cells(tmp_path):
     np.testing.assert_allclose(by_arm["untrained-patterns"], by_arm["unpatched"], rtol=1e-5)  # same model at 0
 
 
-def test_ray_backend_gives_the_local_numbers(tmp_path):
-    pytest.importorskip("ray")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        kw = {"preset": "smoke", "progress": False, "arms": ["unpatched", "patch-end"], "overrides": {"seeds": 1}}
-        local = learnlab.run("attention-patching", out=tmp_path / "local", **kw)
-        remote = learnlab.run(
-            "attention-patching", out=tmp_path / "ray", **{**kw, "overrides": {"seeds": 1, "backend": "ray"}}
-        )
-    finally:
-        ray.shutdown()
+def test_ray_backend_gives_the_local_numbers(local_and_ray):
+    local, remote = local_and_ray("attention-patching", {"seeds": 1}, arms=["unpatched", "patch-end"])
     assert local["table"] == remote["table"] and "final_acc" in local["table"]["patch-end"]

@@ -90,18 +90,9 @@ def test_config_refuses_arms_and_the_single_alpha_knob():
         learnlab.run("data-imbalance", preset="smoke", overrides={"alpha": 0.5})
 
 
-def test_ray_backend_gives_the_local_numbers(tmp_path):
-    pytest.importorskip("ray")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        kw = {"preset": "smoke", "progress": False}
-        grid = {"n_values": [10], "alphas": [0.0, 1.0], "celebrities": 0, "seeds": 1}
-        local = learnlab.run("data-imbalance", out=tmp_path / "local", overrides=grid, **kw)
-        remote = learnlab.run("data-imbalance", out=tmp_path / "ray", overrides={**grid, "backend": "ray"}, **kw)
-    finally:
-        ray.shutdown()
+def test_ray_backend_gives_the_local_numbers(local_and_ray):
+    grid = {"n_values": [10], "alphas": [0.0, 1.0], "celebrities": 0, "seeds": 1}
+    local, remote = local_and_ray("data-imbalance", grid)
     assert local["table"] == remote["table"] and "final_loss" in local["table"]["alpha-1"]
 
 

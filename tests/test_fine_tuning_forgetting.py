@@ -127,19 +127,8 @@ def test_the_claims_read_collapse_and_half_steps_per_seed():
     assert not ftf._fast_collapse({"new-4": mild})[0]
 
 
-def test_ray_backend_gives_the_local_numbers(tmp_path):
-    pytest.importorskip("ray")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        small = {"seeds": 1, "new_values": [4, 8], "replay_weights": [1], "ft_steps": 10, "toy_steps": 60,
-                 "toy_ft_steps": 30, "toy_new_sweep": []}  # fmt: skip
-        kw = {"preset": "smoke", "progress": False, "overrides": small}
-        local = learnlab.run("fine-tuning-forgetting", out=tmp_path / "local", **kw)
-        remote = learnlab.run(
-            "fine-tuning-forgetting", out=tmp_path / "ray", **{**kw, "overrides": {**small, "backend": "ray"}}
-        )
-    finally:
-        ray.shutdown()
+def test_ray_backend_gives_the_local_numbers(local_and_ray):
+    small = {"seeds": 1, "new_values": [4, 8], "replay_weights": [1], "ft_steps": 10, "toy_steps": 60,
+             "toy_ft_steps": 30, "toy_new_sweep": []}  # fmt: skip
+    local, remote = local_and_ray("fine-tuning-forgetting", small)
     assert local["table"] == remote["table"] and "old_acc_min_100" in local["table"]["replay-1"]

@@ -52,17 +52,6 @@ def test_arms_are_refused_with_the_reason():
         learnlab.run("plateau-scaling", preset="smoke", arms=["N-10"])
 
 
-def test_ray_backend_gives_the_local_numbers(tmp_path):
-    pytest.importorskip("ray")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        kw = {"preset": "smoke", "progress": False, "overrides": {"n_values": [10, 15], "seeds": 1}}
-        local = learnlab.run("plateau-scaling", out=tmp_path / "local", **kw)
-        remote = learnlab.run(
-            "plateau-scaling", out=tmp_path / "ray", **{**kw, "overrides": {**kw["overrides"], "backend": "ray"}}
-        )
-    finally:
-        ray.shutdown()
+def test_ray_backend_gives_the_local_numbers(local_and_ray):
+    local, remote = local_and_ray("plateau-scaling", {"n_values": [10, 15], "seeds": 1})
     assert local["table"] == remote["table"] and "plateau_length" in local["table"]["N-10"]

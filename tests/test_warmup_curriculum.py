@@ -94,18 +94,8 @@ def test_config_refuses_warmups_longer_than_the_budget_and_arms():
         learnlab.run("warmup-curriculum", preset="smoke", arms=["uniform"])
 
 
-def test_ray_backend_gives_the_local_numbers(tmp_path):
-    pytest.importorskip("ray")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        kw = {"preset": "smoke", "progress": False}
-        grid = {"warmup_epochs_grid": [8.0], "seeds": 1}
-        local = learnlab.run("warmup-curriculum", out=tmp_path / "local", overrides=grid, **kw)
-        remote = learnlab.run("warmup-curriculum", out=tmp_path / "ray", overrides={**grid, "backend": "ray"}, **kw)
-    finally:
-        ray.shutdown()
+def test_ray_backend_gives_the_local_numbers(local_and_ray):
+    local, remote = local_and_ray("warmup-curriculum", {"warmup_epochs_grid": [8.0], "seeds": 1})
     assert local["table"] == remote["table"] and "final_acc_all" in local["table"]["warmup-5-8"]
 
 

@@ -24,7 +24,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -245,7 +245,7 @@ class Batch:
         """Without the trailing columns that are padding in every sequence: evaluation needs no fixed width."""
         width = int((self.tokens != pad_id).sum(-1).max())
         cut = {f: getattr(self, f)[:, :width] for f in ("tokens", "value_attr", "first_value", "name_mask")}
-        return Batch(**{f: cut.get(f, getattr(self, f)) for f in self.__dataclass_fields__})
+        return replace(self, **cut)
 
 
 class BiographyEncoder:

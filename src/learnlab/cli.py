@@ -17,7 +17,7 @@ from rich.table import Table
 from learnlab import api
 from learnlab.config import config_from_yaml, parse_overrides
 from learnlab.errors import Interrupted, LearnlabError
-from learnlab.reporting.report import fmt, mean_std, metric_unit
+from learnlab.reporting.report import fmt, mean_std, metric_unit, verdict_counts
 from learnlab.store.rundir import DEFAULT_ROOT, find_runs
 
 console = Console()
@@ -142,6 +142,8 @@ def print_summary(summary: dict) -> None:
             style="dim",
         )
     console.print(view)
+    if summary.get("claims"):
+        console.print(f"[bold]Verdicts: {verdict_counts(summary['claims'])}[/bold]", highlight=False)
     for claim in summary.get("claims", []):
         colour = {"reproduced": "green", "not reproduced": "red"}.get(claim["verdict"], "yellow")
         console.print(f"[{colour}]{claim['verdict']}[/{colour}] {claim['claim']}: {claim['evidence']}", highlight=False)

@@ -74,6 +74,37 @@ def _difference(row: dict[str, Any], unit: Unit | None) -> str:
     return f"{row['difference']:+.3g}"
 
 
+def verdict_counts(claims: list[dict[str, Any]]) -> str:
+    """'4/5 reproduced, 1 undetermined': the verdicts of a run in one line."""
+    if not claims:
+        return "no claims"
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in ("reproduced", "not reproduced", "undetermined")}
+    rest = [f"{n} {v}" for v, n in counts.items() if n and v != "reproduced"]
+    return ", ".join([f"{counts['reproduced']}/{len(claims)} reproduced", *rest])
+
+
+def _contradictions(summary: dict[str, Any]) -> list[str]:
+    """Where the 'published mean inside CI' column and the verdicts seem to disagree, say why they may."""
+    rows, claims = summary.get("comparison", []), summary["claims"]
+    outside = [f"{r['arm']} {r['metric']}" for r in rows if not r["published_inside_ci"]]
+    failed = [c for c in claims if c["verdict"] == "not reproduced"]
+    if outside and claims and not failed:
+        return [
+            f"The published mean lies outside our 95% CI for {', '.join(outside)}, yet no claim failed: a claim "
+            "tests the published statement (a direction, a range, a threshold), the column tests each published "
+            "number's level, which depends on protocol details the statement does not fix."
+        ]
+    if failed and rows and not outside:
+        return [
+            "Every published number lies inside our 95% CI, yet a claim failed: the claim tests a relation the "
+            "published means alone do not show (a difference between arms, a trend), judged on our own seeds."
+        ]
+    return []
+
+
+BADGE = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "undetermined": "#9a6700"}
+
+
 def blocks(summary: dict[str, Any], figure_files: dict[str, str]) -> list[Block]:
     table = summary["table"]
     out: list[Block] = [
@@ -86,8 +117,10 @@ def blocks(summary: dict[str, Any], figure_files: dict[str, str]) -> list[Block]
         ),
     ]
     if summary.get("claims"):
-        out.append(("h2", "Verdict"))
-        out.append(("list", [f"**{c['verdict']}** — {c['claim']}. {c['evidence']}." for c in summary["claims"]]))
+        out.append(("h2", f"Verdict: {verdict_counts(summary['claims'])}"))
+        out.append(("verdicts", summary["claims"]))
+        if (contradictions := _contradictions(summary)):
+            out.append(("p", " ".join(contradictions)))
     if summary.get("comparison"):
         out.append(("h2", "Measured beside published"))
         rows = [
@@ -166,6 +199,8 @@ def to_markdown(doc: list[Block]) -> str:
             lines += [" ".join(body.split()), ""]
         elif kind == "list":
             lines += [f"- {item}" for item in body] + [""]
+        elif kind == "verdicts":
+            lines += [f"- **{c['verdict']}** — {c['claim']}. {c['evidence']}." for c in body] + [""]
         elif kind == "table":
             header, rows = body
             lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -195,6 +230,16 @@ def to_html(doc: list[Block], run_dir: Path) -> str:
             body.append(f"<p>{_inline(content)}</p>")
         elif kind == "list":
             body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in content) + "</ul>")
+        elif kind == "verdicts":
+            body.append(
+                "<ul>"
+                + "".join(
+                    f'<li><span class="badge" style="background:{BADGE.get(c["verdict"], "#666")}">'
+                    f"{html.escape(c['verdict'])}</span> {_inline(c['claim'])}. {_inline(c['evidence'])}.</li>"
+                    for c in content
+                )
+                + "</ul>"
+            )
         elif kind == "table":
             header, rows = content
             head = "".join(f"<th>{_inline(h)}</th>" for h in header)
@@ -220,6 +265,7 @@ _CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;margin:1em 0;font-size:.9em}"
     "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f3f3f3}"
+    ".badge{color:#fff;border-radius:.8em;padding:.1em .6em;font-size:.85em;white-space:nowrap}"
     "img{max-width:100%}figure{margin:1em 0}pre{background:#f6f6f6;padding:1em;overflow:auto}"
 )
 

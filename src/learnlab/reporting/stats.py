@@ -1,8 +1,10 @@
-"""Statistics over seeds: mean, standard deviation, bootstrap 95% CI, and the comparison with claims.
+"""Statistics over seeds: mean, standard deviation, a Student-t 95% CI, and the tests claims use.
 
 Every table cell is {"mean", "std", "ci95": [lo, hi], "values": [...]} with values in seed order, so a
-reader can recompute anything. The bootstrap uses a fixed random state: the same values give the same
-interval, which keeps `summary.json` identical across identical runs.
+reader can recompute anything. The interval is the t-interval of the mean, mean ± t(0.975, n−1)·s/√n:
+it keeps its 95% coverage at the 2–5 seeds studies run (a percentile bootstrap over 2–3 seeds is just
+[min, max], and "excludes 0" then passes a true null 13–25% of the time; tests/test_stats.py simulates
+it). A paired difference is the t-interval of the per-seed differences.
 """
 
 from __future__ import annotations
@@ -16,15 +18,25 @@ import pandas as pd
 Cell = dict[str, Any]
 Table = dict[str, dict[str, Cell]]
 
-BOOTSTRAP_RESAMPLES = 4000
-BOOTSTRAP_SEED = 20250101
+CONFIDENCE = 0.95
+
+
+def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The Student-t interval of the mean of finite values (n ≥ 2; a zero spread gives [mean, mean])."""
+    from scipy import stats  # 0.4 s to import: only when a run reaches its statistics
+
+    n, mean = values.size, float(values.mean())
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return mean - half, mean + half
 
 
 def describe(values: list[float | None] | np.ndarray) -> Cell:
-    """Mean, sample std (ddof=1), and a percentile-bootstrap 95% CI of the mean, over the finite values.
+    """Mean, sample std (ddof=1), and the t-interval 95% CI of the mean, over the finite values.
 
     A value that is NaN or None (a seed where the quantity does not exist, e.g. a phase never reached)
     is kept as None in "values" and counted in "missing"; with no finite value the statistics are None.
+    One finite value has no interval: its CI is [mean, mean], and claims refuse to judge it
+    (`Claim.min_seeds`).
     """
     x = np.asarray([math.nan if v is None else v for v in values], dtype=float)
     finite = x[np.isfinite(x)]
@@ -35,20 +47,7 @@ def describe(values: list[float | None] | np.ndarray) -> Cell:
         return {"mean": None, "std": None, "ci95": [None, None], **kept}
     mean = float(finite.mean())
     std = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
-    if finite.size < 2 or np.ptp(finite) == 0:
-        lo = hi = mean
-    else:
-        from scipy import stats  # 0.4 s to import: only when a run reaches its statistics
-
-        res = stats.bootstrap(
-            (finite,),
-            np.mean,
-            n_resamples=BOOTSTRAP_RESAMPLES,
-            confidence_level=0.95,
-            method="percentile",
-            rng=np.random.default_rng(BOOTSTRAP_SEED),
-        )
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    lo, hi = t_interval(finite) if finite.size > 1 and np.ptp(finite) > 0 else (mean, mean)
     return {"mean": mean, "std": std, "ci95": [lo, hi], **kept}
 
 
@@ -102,3 +101,26 @@ def difference(table: Table, metric: str, arm_a: str, arm_b: str) -> Cell:
     a = np.asarray(table[arm_a][metric]["values"], dtype=float)  # None (missing) becomes NaN
     b = np.asarray(table[arm_b][metric]["values"], dtype=float)
     return describe(a - b)
+
+
+# --- the tests claims are decided by -------------------------------------------------------------------
+
+
+def above(cell: Cell, bound: float = 0.0) -> bool | None:
+    """The whole 95% CI lies above `bound` (a one-sided test at 2.5%); None without a finite mean."""
+    return None if cell["mean"] is None else bool(cell["ci95"][0] > bound)
+
+
+def below(cell: Cell, bound: float = 0.0) -> bool | None:
+    """The whole 95% CI lies below `bound`; None without a finite mean."""
+    return None if cell["mean"] is None else bool(cell["ci95"][1] < bound)
+
+
+def within(cell: Cell, margin: float) -> bool | None:
+    """An equivalence test for a claim of "no change": the whole 95% CI inside [−margin, +margin]
+    (two one-sided tests at 2.5%). The absence of a significant change is not evidence of none: a wide
+    CI around 0 fails this test. None without a finite mean."""
+    if cell["mean"] is None:
+        return None
+    lo, hi = cell["ci95"]
+    return bool(-margin <= lo and hi <= margin)

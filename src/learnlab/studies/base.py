@@ -55,18 +55,27 @@ def every(outcomes: Iterable[bool | None]) -> bool | None:
     return False if False in outcomes else None if None in outcomes else True
 
 
+MIN_SEEDS = 3  # a claim's default: the t-interval is valid from 2 seeds, but has next to no power there
+
+
 @dataclass(frozen=True)
 class Claim:
     """A published claim and the test that decides, from our table, whether it held (None: the run
-    cannot decide, e.g. only one seed reached the phase the claim is about)."""
+    cannot decide, e.g. only one seed reached the phase the claim is about).
+
+    `min_seeds` is the number of seeds per arm the test needs to mean anything: below it the verdict is
+    "undetermined" whatever the check would say. A test that must hold "in every seed" needs at least 5
+    (under a fair coin, 2 seeds agree by chance 25% of the time, 5 seeds about 3%)."""
 
     text: str
     check: Callable[[Table], tuple[bool | None, str]]
+    min_seeds: int = MIN_SEEDS
 
     def judge(self, table: Table) -> Verdict:
-        per_seed = (cell for cells in table.values() for cell in cells.values() if not cell.get("derived"))
-        if any(len(cell["values"]) < 2 for cell in per_seed):
-            return Verdict(self.text, None, "needs at least 2 seeds per arm for a confidence interval")
+        per_seed = [cell for cells in table.values() for cell in cells.values() if not cell.get("derived")]
+        seeds = min((len(cell["values"]) for cell in per_seed), default=0)
+        if per_seed and seeds < self.min_seeds:
+            return Verdict(self.text, None, f"needs {self.min_seeds} seeds per arm; this run has {seeds}")
         try:
             held, evidence = self.check(table)
         except KeyError as missing:  # an arm or metric this run did not measure

@@ -45,8 +45,11 @@ def test_report_sets_measured_beside_published_with_verdicts(tmp_path):
     md = (tmp_path / "r" / "report.md").read_text()
     assert "## Verdict" in md and "## Measured beside published" in md
     assert "85.3%" in md  # the published concept hard accuracy
-    assert md.count("reproduced") >= len(hard_negatives.CLAIMS)
+    assert all(c.text in md for c in hard_negatives.CLAIMS)
+    assert f"/{len(hard_negatives.CLAIMS)} reproduced" in md  # the heading counts the verdicts
+    assert "*Learning curves: mean over seeds" in md  # every figure has a caption saying what bands are
     html = (tmp_path / "r" / "report.html").read_text()
+    assert 'class="badge"' in html and "<figcaption>Learning curves" in html
     assert "data:image/png;base64," in html and 'src="http' not in html
     assert "Measured beside published" in html
 

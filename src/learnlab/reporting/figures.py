@@ -16,6 +16,17 @@ PANELS_PER_ROW = 4
 LEGEND_INSIDE = 6  # arms whose legend fits inside the first panel
 
 
+def captioned(fig: Figure, text: str) -> Figure:
+    """Attach the caption the report prints under the figure: what is plotted, over how many seeds, and
+    what bands and bars are (±1 std, or a 95% CI)."""
+    fig.learnlab_caption = text  # type: ignore[attr-defined]
+    return fig
+
+
+def caption_of(fig: Figure, default: str) -> str:
+    return getattr(fig, "learnlab_caption", default)
+
+
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     if window <= 1 or values.shape[-1] < window:
         return values

@@ -105,7 +105,17 @@ def _contradictions(summary: dict[str, Any]) -> list[str]:
 BADGE = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "undetermined": "#9a6700"}
 
 
-def blocks(summary: dict[str, Any], figure_files: dict[str, str]) -> list[Block]:
+DEFAULT_CAPTIONS = {
+    "learning_curves": "Learning curves: mean over seeds per arm; the band is ±1 standard deviation over seeds "
+    "(training loss smoothed over 2% of the steps).",
+    "final": "Final measurements: mean over seeds per arm; bars are the 95% t-interval of the mean; "
+    "◆ the published mean.",
+}
+
+
+def blocks(
+    summary: dict[str, Any], figure_files: dict[str, str], captions: dict[str, str] | None = None
+) -> list[Block]:
     table = summary["table"]
     out: list[Block] = [
         ("h1", f"{summary['study']}: {summary.get('title', '')}"),
@@ -179,7 +189,8 @@ def blocks(summary: dict[str, Any], figure_files: dict[str, str]) -> list[Block]
         out.append(("list", summary["notes"]))
     if figure_files:
         out.append(("h2", "Figures"))
-        out += [("img", (file, name.replace("_", " "))) for name, file in figure_files.items()]
+        captions = captions or {}
+        out += [("img", (file, captions.get(name, name.replace("_", " ")))) for name, file in figure_files.items()]
     if summary.get("method"):
         out.append(("h2", "Method"))
         out.append(("p", summary["method"]))
@@ -207,7 +218,7 @@ def to_markdown(doc: list[Block]) -> str:
             lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
         elif kind == "img":
             file, caption = body
-            lines += [f"![{caption}]({file})", ""]
+            lines += [f"![{caption}]({file})", "", f"*{caption}*", ""]
         elif kind == "code":
             lines += ["```yaml", body, "```", ""]
     return "\n".join(lines)
@@ -284,11 +295,12 @@ def render(
     made = {"learning_curves": figs.learning_curves(metrics), "final": figs.final_table(summary)}
     if study_figures is not None:
         made.update(study_figures(summary, metrics))
-    files = {}
+    files, captions = {}, {}
     for name, fig in made.items():
         if fig is not None:
+            captions[name] = figs.caption_of(fig, DEFAULT_CAPTIONS.get(name, name.replace("_", " ")))
             figs.save(fig, run_dir / f"{name}.png")
             files[name] = f"{name}.png"
-    doc = blocks(summary, files)
+    doc = blocks(summary, files, captions)
     (run_dir / "report.md").write_text(to_markdown(doc))
     (run_dir / "report.html").write_text(to_html(doc, run_dir))

@@ -24,13 +24,18 @@ def test_many_panels_wrap_into_rows_and_every_arm_keeps_its_own_colour():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [f"arm-{a}" for a in range(13)]
 
 
-def test_final_bars_leave_out_plain_metrics_and_arms_without_a_bar():
+def test_final_measurements_get_one_panel_per_metric_each_with_its_own_arms():
     cell = {"mean": 0.5, "std": 0.1, "ci95": [0.4, 0.6]}
     summary = {
-        "table": {"a": {"acc": cell, "gain": {**cell, "mean": 0.1}}, "b": {"acc": cell}, "fit": {"r2": cell}},
-        "plain_metrics": ["r2"],
-        "point_metrics": ["gain"],
+        "table": {
+            "a": {"acc": cell, "gain": {**cell, "mean": 0.1}},
+            "b": {"acc": cell, "gain": {**cell, "mean": None}},
+            "fit": {"r2": {**cell, "mean": 0.98}},
+        },
+        "reference": {"a": {"acc": {"mean": 0.55}}},
     }
-    ax = figures.final_table(summary).axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["acc"]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    panels = [ax for ax in figures.final_table(summary).axes if ax.axison]
+    assert [ax.get_title() for ax in panels] == ["acc", "gain", "r2"]  # steps, nats, fractions: own axes
+    labels = [[t.get_text() for t in ax.get_xticklabels()] for ax in panels]
+    assert labels == [["a", "b"], ["a"], ["fit"]]  # an arm without a value gets no bar
+    assert len(panels[0].get_lines()) == 1  # the published diamond

@@ -84,47 +84,48 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % 20) for i in range(n)]
 
 
+FINAL_PANELS_MAX = 16  # more metrics than this: the study's own figures say it better
+
+
 def final_table(summary: dict[str, Any]) -> Figure | None:
-    """Final metrics per arm with 95% CIs; published means as black diamonds. Where some metrics are
-    fractions and others are not (steps, nats), only the fractions share this one axis."""
+    """One small panel per final metric: a bar per arm with its 95% CI, the published mean as a black
+    diamond. Each panel has its own scale, so steps, nats and fractions never share an axis. A study
+    whose figures say more drops this one by returning {"final": None}."""
     table, reference = summary["table"], summary.get("reference", {})
     arms = list(table)
-    metrics = list(dict.fromkeys(m for arm in arms for m in table[arm]))
-    # differences of fractions (points) are not on the fractions' scale either, whatever their sign
-    unshared = set(summary.get("plain_metrics", ())) | set(summary.get("point_metrics", ()))
-    fractions = [m for m in metrics if m not in unshared and all(_is_fraction(table[a].get(m)) for a in arms)]
-    metrics = fractions or metrics
-    arms = [a for a in arms if any((table[a].get(m) or {}).get("mean") is not None for m in metrics)]
+    metrics = [
+        m
+        for m in dict.fromkeys(m for arm in arms for m in table[arm])
+        if any((table[a].get(m) or {}).get("mean") is not None for a in arms)
+    ][:FINAL_PANELS_MAX]
     if not arms or not metrics:
         return None
-    fig, ax = plt.subplots(figsize=(min(12.0, 2.0 + max(1.4 * len(metrics), 0.4 * len(arms))), 4.0))
-    colors = _colors(len(arms))
-    width = 0.8 / len(arms)
-    x = np.arange(len(metrics))
-    labelled = False
-    for i, arm in enumerate(arms):
-        cells = [table[arm].get(m) for m in metrics]
-        means, lo, hi = (
-            np.array([np.nan if c is None or c["mean"] is None else v(c) for c in cells], dtype=float)
-            for v in (lambda c: c["mean"], lambda c: c["ci95"][0], lambda c: c["ci95"][1])
-        )
-        pos = x - 0.4 + width * (i + 0.5)
-        ax.bar(pos, means, width, yerr=[means - lo, hi - means], capsize=2, label=arm, color=colors[i])
-        for j, m in enumerate(metrics):
-            ref = reference.get(arm, {}).get(m)
-            if ref:
-                ax.plot(pos[j], ref["mean"], "kD", ms=4, label=None if labelled else "published")
-                labelled = True
-    ax.set_xticks(x, metrics)
-    ax.set(ylabel="value (mean, 95% CI)", title="Final measurements (◆ published)")
-    ax.legend(fontsize=7, ncol=min(len(arms) + 1, 6), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
-    ax.grid(axis="y", alpha=0.3)
+    colors = dict(zip(arms, _colors(len(arms)), strict=True))
+    cols = min(PANELS_PER_ROW, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.4), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        shown = [a for a in arms if (table[a].get(metric) or {}).get("mean") is not None]
+        cells = [table[a][metric] for a in shown]
+        means = np.array([c["mean"] for c in cells], dtype=float)
+        lo = np.array([c["ci95"][0] for c in cells], dtype=float)
+        hi = np.array([c["ci95"][1] for c in cells], dtype=float)
+        x = np.arange(len(shown))
+        err = np.clip([means - lo, hi - means], 0, None)  # a derived cell (an argmin) may sit off its CI
+        ax.bar(x, means, 0.7, yerr=err, capsize=2, color=[colors[a] for a in shown])
+        for i, arm in enumerate(shown):
+            if ref := reference.get(arm, {}).get(metric):
+                ax.plot(x[i], ref["mean"], "kD", ms=4)
+        ax.set_xticks(x, shown, rotation=45 if len(shown) > 3 else 0, ha="right" if len(shown) > 3 else "center",
+                      fontsize=7)  # fmt: skip
+        ax.set_title(metric, fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes.flat[len(metrics) :]:
+        ax.set_axis_off()
+    fig.suptitle("Final measurements: mean and 95% CI per arm (◆ published)", fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def _is_fraction(cell: dict[str, Any] | None) -> bool:
-    return cell is None or cell["mean"] is None or 0.0 <= cell["mean"] <= 1.0
 
 
 def save(fig: Figure, path: Any) -> None:

@@ -87,3 +87,33 @@ def test_power_law_fit_keeps_a_group_with_a_zero_among_its_seeds():
     assert law.exponent == pytest.approx(np.polyfit(log_x, log_y, 1)[0])  # N=100's mean (30) is in the fit
     assert 0 < law.exponent_boot.size < 200  # the resamples of N=100 that are all 0 have no logarithm
     assert np.isfinite(law.exponent_boot).all()
+
+
+def test_power_law_interval_widens_with_lack_of_fit_that_a_seed_bootstrap_cannot_see():
+    from learnlab.metrics import power_law_fit
+
+    xs = [100, 200, 400, 800, 1600]
+    noise = np.array([0.95, 1.0, 1.05])  # the same seed spread at every x
+    wiggle = {x: 1 + 0.02 * (-1) ** i for i, x in enumerate(xs)}  # a mean's seed noise, ±2%
+    clean = power_law_fit({x: x**0.8 * wiggle[x] * noise for x in xs}, n_boot=200)
+    kinked = power_law_fit({x: (x if x <= 400 else 400 * (x / 400) ** 0.1) * noise for x in xs}, n_boot=200)
+    width = {name: law.exponent_ci[1] - law.exponent_ci[0] for name, law in (("clean", clean), ("kinked", kinked))}
+    assert clean.exponent_ci[0] <= 0.8 <= clean.exponent_ci[1] and clean.groups == 5
+    assert width["kinked"] > 10 * width["clean"] and width["kinked"] > 0.5
+    seed_only = np.ptp(np.percentile(kinked.exponent_boot, [2.5, 97.5]))
+    assert seed_only < width["kinked"] / 10  # resampling seeds within each x cannot see the bend
+
+
+def test_power_law_slope_interval_is_the_textbook_one_and_needs_three_groups():
+    from scipy import stats
+
+    from learnlab.metrics import power_law_fit
+
+    xs, ys = np.array([1.0, 2.0, 4.0, 8.0]), np.array([1.0, 2.5, 3.5, 9.0])
+    law = power_law_fit({x: np.array([y]) for x, y in zip(xs, ys, strict=True)}, n_boot=0)
+    fit = stats.linregress(np.log(xs), np.log(ys))
+    half = stats.t.ppf(0.975, 2) * fit.stderr
+    assert law.exponent_se == pytest.approx(fit.stderr)
+    assert law.exponent_ci == pytest.approx((fit.slope - half, fit.slope + half))
+    two = power_law_fit({1: np.array([1.0]), 2: np.array([2.0])}, n_boot=0)
+    assert two.exponent == pytest.approx(1.0) and all(math.isnan(v) for v in two.exponent_ci) and two.groups == 2

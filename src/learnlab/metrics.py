@@ -114,29 +114,54 @@ class PowerLaw:
     prefactor: float  # a in y = a * x^b
     exponent: float  # b
     r2: float  # of the straight-line fit on log-log axes
-    exponent_boot: np.ndarray  # the exponent refitted on bootstrap resamples
+    exponent_boot: np.ndarray  # the exponent refitted on resamples of the seeds within each group (no lack of fit)
+    exponent_se: float = math.nan  # the slope's standard error, from the residuals about the line
+    exponent_ci: tuple[float, float] = (math.nan, math.nan)  # its t-interval, K - 2 degrees of freedom
+    groups: int = 0  # K, the x values in the fit
 
 
-def power_law_fit(groups: dict[float, np.ndarray], n_boot: int = 2000, seed: int = 0) -> PowerLaw:
-    """Least-squares fit of log(mean y) = log a + b log x over groups {x: per-seed values of y}, and a
-    bootstrap of b that resamples the seeds within each group. Non-finite values are left out; a group
-    with none, or with a mean of 0, is dropped (a single 0 is a measurement and stays in the mean); a
-    resample in which some group's mean is 0 has no logarithm and is skipped."""
+def power_law_fit(
+    groups: dict[float, np.ndarray], n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> PowerLaw:
+    """Least-squares fit of log(mean y) = log a + b log x over groups {x: per-seed values of y}.
+
+    The interval on b is the Student-t interval of a regression slope, b ± t(K − 2)·SE, with SE from the
+    residuals of the K group means about the line. Those residuals carry both the seed noise of each mean
+    and the curve's lack of fit (a bend on log-log axes), so a curve that is not a power law gets a wide
+    interval, as it should; two groups leave no residual and no interval (NaN). `exponent_boot` resamples
+    the seeds within each group and refits: it sees seed noise only, never lack of fit, and is kept for
+    comparison. Non-finite values are left out; a group with none, or with a mean of 0, is dropped (a single
+    0 is a measurement and stays in the mean); a resample in which some group's mean is 0 is skipped."""
     kept = {x: v[np.isfinite(v)] for x, v in ((x, np.asarray(v, float)) for x, v in groups.items())}
     kept = {x: v for x, v in kept.items() if v.size and v.mean() > 0}
     if len(kept) < 2:
-        return PowerLaw(math.nan, math.nan, math.nan, np.array([]))
+        return PowerLaw(math.nan, math.nan, math.nan, np.array([]), groups=len(kept))
     log_x = np.log(np.array(list(kept)))
 
-    def fit(means: np.ndarray) -> tuple[float, float, float]:
+    def fit(means: np.ndarray) -> tuple[float, float, float, np.ndarray]:
         b, log_a = np.polyfit(log_x, np.log(means), 1)
         residual = np.log(means) - (log_a + b * log_x)
         total = np.log(means) - np.log(means).mean()
         r2 = 1 - (residual @ residual) / (total @ total) if total @ total > 0 else 1.0
-        return float(np.exp(log_a)), float(b), float(r2)
+        return float(np.exp(log_a)), float(b), float(r2), residual
 
-    a, b, r2 = fit(np.array([v.mean() for v in kept.values()]))
+    a, b, r2, residual = fit(np.array([v.mean() for v in kept.values()]))
+    se, ci = _slope_interval(log_x, residual, b, confidence)
     rng = np.random.default_rng(seed)
     resampled = (np.array([rng.choice(v, v.size).mean() for v in kept.values()]) for _ in range(n_boot))
     boot = np.array([fit(means)[1] for means in resampled if (means > 0).all()])
-    return PowerLaw(a, b, r2, boot)
+    return PowerLaw(a, b, r2, boot, se, ci, len(kept))
+
+
+def _slope_interval(
+    x: np.ndarray, residual: np.ndarray, b: float, confidence: float
+) -> tuple[float, tuple[float, float]]:
+    """The standard error of a least-squares slope from its residuals, and its Student-t interval."""
+    from scipy import stats
+
+    dof = x.size - 2
+    if dof < 1:
+        return math.nan, (math.nan, math.nan)
+    se = math.sqrt(float(residual @ residual) / dof / float(((x - x.mean()) ** 2).sum()))
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
+    return se, (b - half, b + half)

@@ -1,5 +1,7 @@
-"""A6 subliminal: the smoke run end to end, the ensemble MLP against plain PyTorch, the data and the loss."""
+"""A6 subliminal: the smoke run end to end, the ensemble MLP against plain PyTorch, the data and the loss,
+and every claim's check on hand-built tables (one where it holds, one where it does not)."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -7,6 +9,7 @@ import learnlab
 from learnlab.engine.rng import generator
 from learnlab.engine.train import train_ensemble
 from learnlab.models.mlp import EnsembleMLP
+from learnlab.reporting.stats import describe
 from learnlab.studies import subliminal as a6
 from learnlab.tasks import digits
 
@@ -89,3 +92,48 @@ def test_digit_split_is_fixed_stratified_and_disjoint():
     assert not any(tuple(r) in rows for r in x_test.tolist())  # no held-out image is a training image
     noise = digits.noise((4, 5), generator(0, "noise0"))
     assert noise.shape == (4, 5, 64) and noise.min() >= -1 and noise.max() <= 1
+
+
+# --- the claims on hand-built tables ---------------------------------------------------------------
+
+ABOVE, SHARED, NEAR_CHANCE = a6.CLAIMS
+
+
+def _table(same: float = 0.5, different: float = 0.1, spread: float = 0.02, seeds: int = 6) -> dict:
+    """Accuracies per seed around the given means (same-init and different-init move together by seed)."""
+    noise = [spread * (i - (seeds - 1) / 2) for i in range(seeds)]
+    return {
+        "teacher": {"accuracy": describe([0.9 + e / 4 for e in noise])},
+        "same-init": {"accuracy": describe([same + e for e in noise])},
+        "different-init": {"accuracy": describe([different + e / 2 for e in noise])},
+    }
+
+
+def _verdict(claim, table) -> str:
+    return claim.judge(table).as_dict()["verdict"]
+
+
+@pytest.mark.parametrize("claim", a6.CLAIMS, ids=["above-chance", "shared-init", "near-chance"])
+def test_claim_reproduced_on_the_expected_pattern(claim):
+    assert _verdict(claim, _table()) == "reproduced"
+
+
+@pytest.mark.parametrize(
+    ("claim", "table"),
+    [
+        (ABOVE, _table(same=0.1)),  # same-init students at chance
+        (SHARED, _table(same=0.12, different=0.12)),  # no gap between the initialisations
+        (SHARED, _table(same=0.3, different=0.4)),  # different-init better
+        (NEAR_CHANCE, _table(different=0.35)),  # different-init far above chance
+        (NEAR_CHANCE, _table(different=0.15, spread=0.12)),  # mean near chance, but too noisy to say so
+    ],
+    ids=["at-chance", "no-gap", "reversed", "far-above", "too-wide"],
+)
+def test_claim_not_reproduced_when_false(claim, table):
+    assert _verdict(claim, table) == "not reproduced"
+
+
+@pytest.mark.parametrize("claim", a6.CLAIMS, ids=["above-chance", "shared-init", "near-chance"])
+def test_claim_undetermined_below_its_seeds_or_without_its_arm(claim):
+    assert _verdict(claim, _table(seeds=claim.min_seeds - 1)) == "undetermined"
+    assert _verdict(claim, {"teacher": _table()["teacher"]}) == "undetermined"

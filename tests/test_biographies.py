@@ -1,5 +1,6 @@
 """Invariants of the biography world, its tokenizer and its sampler (hypothesis where inputs vary)."""
 
+import hashlib
 import math
 import re
 
@@ -89,6 +90,69 @@ def test_world_names_unique_values_in_pools_and_template_splits(n_seen, n_unseen
         for a in range(6):
             train, held = world.template_ids(i, a, "train"), world.template_ids(i, a, "heldout")
             assert len(train) == 20 and len(held) == 5 and not set(train) & set(held)
+
+
+def _digest(world):
+    arrays = (np.ascontiguousarray(getattr(world, f)).tobytes() for f in ("names", "values", "templates"))
+    return hashlib.sha256(b"".join(arrays)).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("args", "digest"),
+    [((300, 40, 7), "22931a779d7d06be"), ((100, 200, 0), "fcf62f810fa48c41"), ((5, 3, 123), "357ba10cd2aa184a")],
+)
+def test_the_paper_pools_give_the_world_of_before_the_pool_knobs_bit_for_bit(args, digest):
+    """Digests of the worlds generated before pools were configurable: old runs stay valid."""
+    assert _digest(bio.World.generate(*args)) == digest
+    assert _digest(bio.World.generate(*args, pools=bio.Pools(**bio.pool_limits()))) == digest
+
+
+pool_sizes = st.builds(bio.Pools, **{key: st.integers(1, limit) for key, limit in bio.pool_limits().items()})
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_sizes, st.integers(1, 300), st.integers(0, 2**32 - 1))
+def test_a_world_draws_its_values_from_the_first_k_of_each_pool(pools, n, seed):
+    world = bio.World.generate(n, 5, seed, pools=pools)
+    day, month, year = bio._date_parts(world.values[:, 0])
+    assert (day < pools.n_days).all() and (month < 12).all() and (year < pools.n_years).all()
+    limits = [pools.n_cities, pools.n_universities, pools.n_majors, pools.n_companies, pools.n_cities]
+    assert (world.values[:, 1:] < np.array(limits)).all() and (world.values >= 0).all()
+    allowed = {a: {bio.value_string(a, i) for i in range(k)} for a, k in zip(range(1, 6), limits, strict=True)}
+    for i in range(min(n, 5)):
+        for a in range(1, 6):
+            assert world.value(i, a) in allowed[a]
+        d, m, y = world.value(i, 0).split()
+        assert 1 <= int(d) <= pools.n_days and 1900 <= int(y) < 1900 + pools.n_years and m in text.MONTHS
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_sizes, st.integers(1, 2000), st.integers(0, 2**32 - 1))
+def test_the_empirical_baseline_never_exceeds_the_pools_baseline(pools, n, seed):
+    world = bio.World.generate(n, 0, seed, pools=pools)
+    assert 0 <= bio.empirical_baseline(world) <= bio.no_knowledge_baseline(pools) + 1e-9
+
+
+def test_the_empirical_baseline_by_hand_and_at_the_paper_pools():
+    pools = bio.Pools(n_days=2, n_years=1, n_cities=2, n_universities=1, n_majors=1, n_companies=1)
+    world = bio.World.generate(2, 0, 0, pools=pools)
+    world.values[:] = [[0, 0, 0, 0, 0, 0], [1 + 28, 1, 0, 0, 0, 1]]  # days 1/2, months 1/2, cities differ
+    expected = (2 * math.log(2) + math.log(2) + 0 + 0 + 0 + math.log(2)) / 6  # date: day + month + year
+    assert bio.empirical_baseline(world) == pytest.approx(expected)
+    assert math.isnan(bio.empirical_baseline(bio.World.generate(0, 3, 0)))
+    # the issue's check: at N = 100 the seen values' entropy is far below the pools' 6.77 nats
+    assert bio.empirical_baseline(bio.World.generate(100, 200, 0)) == pytest.approx(5.30, abs=0.005)
+    assert bio.empirical_baseline(bio.World.generate(20_000, 0, 0)) == pytest.approx(6.77, abs=0.05)
+
+
+def test_smaller_pools_lower_the_baseline_and_bad_sizes_name_their_key():
+    pools = bio.Pools(n_days=20, n_years=20, n_cities=20, n_universities=20, n_majors=20, n_companies=20)
+    assert pools.attribute_sizes == (20 * 12 * 20, 20, 20, 20, 20, 20)
+    assert bio.no_knowledge_baseline(pools) == pytest.approx(np.mean(np.log(pools.attribute_sizes)))
+    for key, limit in bio.pool_limits().items():
+        for bad in (0, limit + 1):
+            with pytest.raises(ValueError, match=key):
+                bio.Pools(**{key: bad})
 
 
 def test_world_is_deterministic_in_its_seed():

@@ -15,6 +15,7 @@ from learnlab.tasks import biographies as bio
 
 NAMES = (
     "no_knowledge_baseline",
+    "empirical_baseline",
     "phase1_end_step",
     "plateau_end_step",
     "final_loss_heldout_templates",
@@ -105,3 +106,27 @@ def test_hallucination_seen_in_one_seed_only_is_undetermined():
     table = {"default": {"unseen_loss_peak_minus_baseline": describe([2.0, None])}}
     held, evidence = ka._hallucinates(table)
     assert held is None and "only one seed" in evidence
+
+
+def test_pool_knobs_bound_by_the_texts_pools_and_a_bad_one_named_in_one_line():
+    from learnlab.config import build_config
+    from learnlab.errors import LearnlabError
+
+    for key, limit in bio.pool_limits().items():
+        assert ka.Config.model_fields[key].default == limit  # the paper's pools by default
+        with pytest.raises(LearnlabError, match=key) as err:
+            build_config(ka.Config, "knowledge-acquisition", ka.PRESETS, "smoke", {key: limit + 1})
+        assert "\n" not in str(err.value)
+
+
+def test_the_world_and_its_baselines_follow_the_pool_knobs():
+    small = {"n_days": 10, "n_years": 10, "n_cities": 10, "n_universities": 10, "n_majors": 10, "n_companies": 10}
+    paper = ka.Config(**ka.PRESETS["smoke"])
+    cfg = ka.Config(**{**ka.PRESETS["smoke"], **small})
+    assert cfg.pools == bio.Pools(**small) and paper.pools == bio.PAPER_POOLS
+    world = ka.world_of(cfg).world
+    assert world.pools == cfg.pools and (world.values[:, 1:] < 10).all()
+    assert ka.world_of(paper).world.pools == bio.PAPER_POOLS  # the cache keys on the pools
+    pooled, empirical = ka.baselines(cfg)
+    assert pooled == pytest.approx(bio.no_knowledge_baseline(cfg.pools)) and pooled < bio.no_knowledge_baseline()
+    assert empirical == pytest.approx(bio.empirical_baseline(world)) and empirical <= pooled

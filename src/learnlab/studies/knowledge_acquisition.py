@@ -65,6 +65,13 @@ class BiographyConfig(StudyConfig):
     n_individuals: int = Field(800, gt=0, description="individuals trained on (N)")
     n_unseen: int = Field(200, gt=0, description="held-out individuals, never trained on")
     world_seed: int = Field(0, ge=0)
+    # the value pools: the first k values of each (defaults: the paper's); months are always all 12
+    n_days: int = Field(28, ge=1, le=28, description="days of the month a birth date can fall on")
+    n_years: int = Field(201, ge=1, le=201, description="birth years, from 1900")
+    n_cities: int = Field(800, ge=1, le=800, description="cities (birth city and current city)")
+    n_universities: int = Field(200, ge=1, le=200)
+    n_majors: int = Field(100, ge=1, le=100)
+    n_companies: int = Field(500, ge=1, le=500)
     vocab_size: int = Field(2048, ge=300, description="BPE vocabulary trained on the world's text")
     n_layers: int = Field(2, gt=0)
     d_model: int = Field(64, gt=0)
@@ -104,6 +111,11 @@ class BiographyConfig(StudyConfig):
                 "cosine would raise the learning rate again"
             )
         return self
+
+    @property
+    def pools(self) -> bio.Pools:
+        """The value pools the world draws from."""
+        return bio.Pools(**{key: getattr(self, key) for key in bio.pool_limits()})
 
     @property
     def populations(self) -> list[int]:
@@ -162,14 +174,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @functools.cache
-def encoder(n_individuals: int, n_unseen: int, world_seed: int, vocab_size: int) -> bio.BiographyEncoder:
-    """The world and its tokenizer (cached: sweeps and studies built on this one reuse them)."""
-    world = bio.World.generate(n_individuals, n_unseen, world_seed)
+def encoder(
+    n_individuals: int, n_unseen: int, world_seed: int, vocab_size: int, pools: bio.Pools = bio.PAPER_POOLS
+) -> bio.BiographyEncoder:
+    """The world and its tokenizer (cached: sweeps and studies built on this one reuse them). The tokenizer
+    is trained on the full text whatever the pools, so a smaller world tokenizes its values as ever."""
+    world = bio.World.generate(n_individuals, n_unseen, world_seed, pools=pools)
     return bio.BiographyEncoder(world, bio.load_tokenizer(vocab_size))
 
 
 def world_of(cfg: BiographyConfig) -> bio.BiographyEncoder:
-    return encoder(cfg.n_individuals, cfg.n_unseen, cfg.world_seed, cfg.vocab_size)
+    return encoder(cfg.n_individuals, cfg.n_unseen, cfg.world_seed, cfg.vocab_size, cfg.pools)
+
+
+def baselines(cfg: BiographyConfig) -> tuple[float, float]:
+    """The no-knowledge levels of the configured world: (pools' mean log-size, seen values' entropy)."""
+    return bio.no_knowledge_baseline(cfg.pools), bio.empirical_baseline(world_of(cfg).world)
 
 
 def context_length(cfg: BiographyConfig, enc: bio.BiographyEncoder) -> int:
@@ -335,6 +355,7 @@ def train(
     model = build_model(cfg, enc, init_seeds or seeds)
     stream = BiographyStream(cfg, enc, seeds, list(range(len(seeds))))
     sets = evaluation_sets(cfg, enc)
+    stop = functools.partial(plateau_ended, baseline=baselines(cfg)[0])
     with ctx.progress(f"{label} · {len(seeds)} transformers · N={cfg.n_individuals}", cfg.steps) as update:
         log = train_ensemble(
             model,
@@ -351,17 +372,16 @@ def train(
             on_step=update,
             checkpoint=ctx.checkpoint("train"),
             cpu_threads=None,  # the transformer's matmuls are large enough to use every core
-            stop_when=plateau_ended if cfg.stop_after_plateau else None,
+            stop_when=stop if cfg.stop_after_plateau else None,
         )
     return model, log, sets
 
 
-def plateau_ended(log: TrainLog) -> bool:
+def plateau_ended(log: TrainLog, baseline: float) -> bool:
     """Every member's plateau is over (held-out-template accuracy reached 5% after phase 1)."""
     steps = np.array([s for s, _ in log.evals])
     loss = np.stack([m["loss_heldout_templates"].numpy() for _, m in log.evals])
     acc = np.stack([m["acc_heldout_templates"].numpy() for _, m in log.evals])
-    baseline = bio.no_knowledge_baseline()
     ends = [detect_phases(steps, loss[:, j], acc[:, j], baseline).plateau_end_step for j in range(loss.shape[1])]
     return not any(math.isnan(e) for e in ends)
 
@@ -370,7 +390,7 @@ def final_metrics(
     model: EnsembleTransformer, log: TrainLog, sets: dict[str, bio.Batch], cfg: BiographyConfig
 ) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
     """The summary's per-member metrics, and per-member calibration bins for the figures."""
-    baseline = bio.no_knowledge_baseline()
+    baseline, empirical = baselines(cfg)
     steps = np.array([s for s, _ in log.evals])
     curve = {name: np.stack([m[name].numpy() for _, m in log.evals]) for name in log.evals[0][1]}  # [E, K]
     model.eval()
@@ -388,6 +408,7 @@ def final_metrics(
         unseen_peak = curve["loss_unseen"][after, j].max() - baseline if after.any() else math.nan
         values = {
             "no_knowledge_baseline": baseline,
+            "empirical_baseline": empirical,
             "phase1_end_step": phases.phase1_end_step,
             "plateau_end_step": phases.plateau_end_step,
             "plateau_length": phases.plateau_end_step - phases.phase1_end_step,
@@ -420,6 +441,7 @@ def final_metrics(
 
 SUMMARY_METRICS = (
     "no_knowledge_baseline",
+    "empirical_baseline",
     "phase1_end_step",
     "plateau_end_step",
     "plateau_length",

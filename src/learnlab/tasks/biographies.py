@@ -6,7 +6,13 @@ per attribute, in a random order; each sentence is one of 25 templates for that 
 (individual, attribute) splits its 25 templates at random into 20 training and 5 held-out ones, so
 recall can be tested on wordings never seen with that individual. Unseen individuals (`World.unseen`)
 are never trained on: the model's loss on their values is what a model that knows nothing about the
-individual can do (`no_knowledge_baseline` is its ideal, the pools' log-sizes).
+individual can do (`no_knowledge_baseline` is its ideal, the pools' log-sizes; `empirical_baseline` is
+the same ideal for the values the N seen individuals actually have, lower when N is not well above the
+pools).
+
+A world may use fewer values than the paper's pools (`Pools`: the first k of each fixed pool), so that N
+can stay well above every pool at laptop scale, where the phases separate. The tokenizer is always
+trained on the full text, so a smaller world changes no token.
 
 Text is tokenized by a small byte-level BPE (`load_tokenizer`). Sentences are never tokenized whole:
 every piece — a template's fixed text, each name part, each value — is encoded once, separately, and
@@ -26,7 +32,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import tokenizers
@@ -48,29 +54,86 @@ def _value_pools() -> tuple[tuple[str, ...] | None, ...]:
     return None, text.cities(), text.universities(), text.majors(), text.companies(), text.cities()
 
 
+@dataclass(frozen=True)
+class Pools:
+    """How many values of each pool a world draws from: the first k of each fixed pool (days 1..k, years
+    from 1900). The defaults are the paper's pools; the 12 months are always all used."""
+
+    n_days: int = 28
+    n_years: int = 201
+    n_cities: int = 800  # birth city and current city
+    n_universities: int = 200
+    n_majors: int = 100
+    n_companies: int = 500
+
+    def __post_init__(self) -> None:
+        for key, limit in pool_limits().items():
+            if not 1 <= getattr(self, key) <= limit:
+                raise ValueError(f"{key} must be in 1..{limit} (the text's pool), got {getattr(self, key)}")
+
+    @property
+    def attribute_sizes(self) -> tuple[int, ...]:
+        """The number of possible values of each attribute (the date: day x month x year)."""
+        n_dates = self.n_days * len(text.MONTHS) * self.n_years
+        return n_dates, self.n_cities, self.n_universities, self.n_majors, self.n_companies, self.n_cities
+
+
 @functools.cache
-def attribute_sizes() -> tuple[int, ...]:
+def pool_limits() -> dict[str, int]:
+    """The largest size of each pool: the text's."""
+    return {"n_days": text.DAYS, "n_years": len(text.YEARS), "n_cities": len(text.cities()),
+            "n_universities": len(text.universities()), "n_majors": len(text.majors()),
+            "n_companies": len(text.companies())}  # fmt: skip
+
+
+PAPER_POOLS = Pools()
+
+
+def attribute_sizes(pools: Pools = PAPER_POOLS) -> tuple[int, ...]:
     """The number of possible values of each attribute."""
-    n_dates = text.DAYS * len(text.MONTHS) * len(text.YEARS)
-    return tuple(n_dates if pool is None else len(pool) for pool in _value_pools())
+    return pools.attribute_sizes
 
 
-def no_knowledge_baseline() -> float:
+def no_knowledge_baseline(pools: Pools = PAPER_POOLS) -> float:
     """Mean over attributes of log(number of values), in nats: the loss of a uniform guess."""
-    return sum(math.log(size) for size in attribute_sizes()) / len(ATTRIBUTES)
+    return sum(math.log(size) for size in pools.attribute_sizes) / len(ATTRIBUTES)
 
 
-def _date_parts(index: int) -> tuple[int, int, int]:
-    """A birth-date value index -> (day 0..27, month 0..11, year offset 0..200)."""
-    rest, day = divmod(int(index), text.DAYS)
+def empirical_baseline(world: World) -> float:
+    """Mean over attributes of the entropy (nats) of the seen individuals' values: the loss of a model
+    that knows the value distribution of the population it was trained on but not who has which value.
+    The date counts as the sum of its day, month and year entropies (its tokens come one by one, so a
+    model without knowledge learns their marginals). NaN for a world without seen individuals."""
+    values = world.values[: world.n_individuals]
+    if not len(values):
+        return math.nan
+    date = sum(_entropy(part) for part in _date_parts(values[:, 0]))
+    return (date + sum(_entropy(values[:, a]) for a in range(1, len(ATTRIBUTES)))) / len(ATTRIBUTES)
+
+
+def _entropy(labels: np.ndarray) -> float:
+    """Entropy (nats) of the empirical distribution of integer labels."""
+    p = np.unique(labels, return_counts=True)[1] / len(labels)
+    return float(-(p * np.log(p)).sum())
+
+
+def _date_parts(index: Any, n_days: int = text.DAYS) -> tuple[Any, Any, Any]:
+    """Birth-date value index (an int or an array) in a calendar of n_days a month -> (day 0.., month 0..11,
+    year offset 0..)."""
+    rest, day = divmod(index, n_days)
     year, month = divmod(rest, len(text.MONTHS))
     return day, month, year
+
+
+def _date_index(day: np.ndarray, month: np.ndarray, year: np.ndarray) -> np.ndarray:
+    """The inverse of `_date_parts` in the full 28-day calendar: the index every world stores."""
+    return day + text.DAYS * (month + len(text.MONTHS) * year)
 
 
 def value_string(attribute: int, index: int) -> str:
     """The text of value `index` of attribute `attribute`, e.g. "14 March 1956"."""
     if attribute == 0:
-        day, month, year = _date_parts(index)
+        day, month, year = _date_parts(int(index))
         return f"{day + 1} {text.MONTHS[month]} {text.YEARS[year]}"
     return _value_pools()[attribute][index]
 
@@ -83,20 +146,24 @@ class World:
     n_unseen: int
     seed: int
     names: np.ndarray  # [n_total, 3] indices of (first, middle, last) name; first and middle share a pool
-    values: np.ndarray  # [n_total, 6] value index of each attribute
+    values: np.ndarray  # [n_total, 6] value index of each attribute (dates: in the full 28-day calendar)
     templates: np.ndarray  # [n_total, 6, 25] int8 permutation of template ids: 20 training, then 5 held-out
+    pools: Pools = PAPER_POOLS  # the values are drawn from the first k of each pool
 
     @classmethod
-    def generate(cls, n_individuals: int, n_unseen: int, seed: int) -> World:
+    def generate(cls, n_individuals: int, n_unseen: int, seed: int, *, pools: Pools = PAPER_POOLS) -> World:
+        """Uniform, independent values from `pools`. With the paper's pools, the same world as ever for a seed:
+        the same draws (a date is one index into the possibly smaller calendar, then re-indexed)."""
         if n_individuals < 0 or n_unseen < 0:
             raise ValueError("n_individuals and n_unseen must be >= 0")
         rng = np.random.default_rng(seed)
         n = n_individuals + n_unseen
         names = _unique_names(n, rng)
-        values = np.stack([rng.integers(0, size, n) for size in attribute_sizes()], axis=1)
+        values = np.stack([rng.integers(0, size, n) for size in pools.attribute_sizes], axis=1)
+        values[:, 0] = _date_index(*_date_parts(values[:, 0], pools.n_days))
         ids = np.broadcast_to(np.arange(N_TEMPLATES, dtype=np.int8), (n, len(ATTRIBUTES), N_TEMPLATES))
         templates = rng.permuted(ids, axis=-1)
-        return cls(n_individuals, n_unseen, seed, names, values, templates)
+        return cls(n_individuals, n_unseen, seed, names, values, templates, pools)
 
     @property
     def n_total(self) -> int:
@@ -285,7 +352,7 @@ class BiographyEncoder:
 
     def _value_ids(self, attribute: int, index: int) -> list[int]:
         if attribute == 0:
-            day, month, year = _date_parts(index)
+            day, month, year = _date_parts(int(index))
             return self._days[day] + self._months[month] + self._years[year]
         return self._values[attribute][index]
 

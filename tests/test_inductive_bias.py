@@ -1,4 +1,5 @@
-"""A3 `inductive-bias`: the delta LSTMs equal the source's modules, members are independent, smoke run."""
+"""A3 `inductive-bias`: the delta LSTMs equal the source's modules, members are independent, smoke run, and
+every claim's check on hand-built tables (one where it holds, one where it does not)."""
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from torch import nn
 import learnlab
 from learnlab.config import build_config
 from learnlab.models.delta_lstm import DeltaLSTMEnsembles, EnsembleDeltaLSTM
+from learnlab.reporting.stats import describe
 from learnlab.studies import inductive_bias as ib
 from learnlab.studies.base import RunContext
 
@@ -103,3 +105,72 @@ def test_smoke_run_end_to_end(tmp_path):
     assert len(summary["claims"]) == len(ib.CLAIMS)
     assert summary["notes"]
     assert (tmp_path / "r" / "accuracy_vs_step.png").is_file()
+
+
+# --- the claims on hand-built tables ---------------------------------------------------------------
+
+ZIGZAG, ANCHOR, ANCHOR_NEIGHBOR, NEIGHBOR_HURTS, SURVIVES, ATTENTION = ib.CLAIMS
+EXPECTED = {  # the published pattern, best and final checkpoint: arm -> (best, final) mean accuracy
+    "zigzag-standard": (0.60, 0.55),
+    "zigzag-neighbor-delta": (0.96, 0.94),
+    "zigzag-transformer": (0.96, 0.945),
+    "pivot-standard": (0.89, 0.86),
+    "pivot-neighbor-delta": (0.85, 0.82),
+    "pivot-anchor-delta": (0.98, 0.97),
+    "pivot-transformer": (0.975, 0.965),
+}
+
+
+def _table(seeds: int = 8, spread: float = 0.01, **changes: tuple[float, float]) -> dict:
+    """Per-seed accuracies around each arm's (best, final) means, with a little seed noise of their own."""
+    table = {}
+    for k, (arm, means) in enumerate({**EXPECTED, **changes}.items()):
+        noise = [spread * ((3 * i + k) % 5 - 2) for i in range(seeds)]
+        table[arm] = {m: describe([mean + e for e in noise]) for m, mean in zip(("best", "final"), means, strict=True)}
+    return table
+
+
+def _verdict(claim, table) -> str:
+    return claim.judge(table).as_dict()["verdict"]
+
+
+IDS = ["zigzag", "anchor", "anchor-neighbor", "neighbor-hurts", "survives", "attention"]
+
+
+@pytest.mark.parametrize("claim", ib.CLAIMS, ids=IDS)
+def test_claim_reproduced_on_the_published_pattern(claim):
+    assert _verdict(claim, _table()) == "reproduced"
+
+
+FALSE = [
+    (ZIGZAG, {"zigzag-neighbor-delta": (0.60, 0.55)}),  # no gain from the neighbour delta
+    (ANCHOR, {"pivot-anchor-delta": (0.87, 0.86)}),  # the anchor delta below standard
+    (ANCHOR_NEIGHBOR, {"pivot-anchor-delta": (0.85, 0.82)}),  # anchor ties neighbour
+    (NEIGHBOR_HURTS, {"pivot-neighbor-delta": (0.89, 0.86)}),  # neighbour ties standard: not "below"
+    (SURVIVES, {"zigzag-neighbor-delta": (0.96, 0.55)}),  # the zigzag gap is gone at the final checkpoint
+    (ATTENTION, {"pivot-transformer": (0.90, 0.88)}),  # 9 points below the anchor delta
+    (ATTENTION, {"zigzag-transformer": (0.99, 1.0)}),  # 6 points above: "matches" fails both ways
+]
+
+
+@pytest.mark.parametrize(
+    ("claim", "change"), FALSE, ids=[f"{IDS[ib.CLAIMS.index(c)]}-{i}" for i, (c, _) in enumerate(FALSE)]
+)
+def test_claim_not_reproduced_when_false(claim, change):
+    assert _verdict(claim, _table(**change)) == "not reproduced"
+
+
+def test_claim_attention_no_evidence_of_a_gap_is_not_a_match():
+    # the transformer's mean equals the delta's, but seeds scatter ±20 points: the CI is wide around 0, and
+    # the old check ("not detectably below") passed this; an equivalence test does not
+    noisy = _table()
+    noise = [0.2, -0.2, 0.15, -0.15, 0.1, -0.1, 0.05, -0.05]
+    for arm, delta in ib.MATCHES:
+        noisy[arm]["final"] = describe([v + e for v, e in zip(noisy[delta]["final"]["values"], noise, strict=True)])
+    assert _verdict(ATTENTION, noisy) == "not reproduced"
+
+
+@pytest.mark.parametrize("claim", ib.CLAIMS, ids=IDS)
+def test_claim_undetermined_below_its_seeds_or_without_its_arms(claim):
+    assert _verdict(claim, _table(seeds=claim.min_seeds - 1)) == "undetermined"
+    assert _verdict(claim, {"zigzag-standard": _table()["zigzag-standard"]}) == "undetermined"

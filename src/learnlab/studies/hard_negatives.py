@@ -32,8 +32,8 @@ from learnlab.engine.rng import generator
 from learnlab.engine.stream import ChunkedStream
 from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.models.lstm import EnsembleLSTMClassifier
-from learnlab.reporting.stats import Table, difference, pct
-from learnlab.studies.base import Claim, RunContext, Study, member_rows
+from learnlab.reporting.stats import Cell, Table, above, describe, difference, pct, within
+from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
 from learnlab.tasks import sortedness as task
 
 ARMS = {"baseline": 0.0, "hard25": 0.25, "hard50": 0.5, "hard75": 0.75, "concept": 1.0}  # hard share
@@ -273,6 +273,10 @@ REFERENCE: Table = {  # article, section 3.1 table (mean ± std over 20 seeds), 
         "extrap": {"mean": 0.657, "std": 0.076},
     },
 }
+NEAR_PERFECT = 0.99  # the shortcut's accuracy on random negatives: 95% CI above this
+CHANCE, CHANCE_MARGIN = 0.5, 0.03  # "at chance": the 95% CI within ±3 points of 50%
+FAR_ABOVE = 0.20  # "far above baseline": the paired gain's 95% CI above 20 points (published: +35)
+EXTRAPOLATES = 0.60  # "partly extrapolates": the 95% CI above 60% (chance 50%; published 65.7%)
 
 
 def _published(arm: str, metric: str) -> str:
@@ -280,49 +284,98 @@ def _published(arm: str, metric: str) -> str:
     return f"{100 * ref['mean']:.1f} ± {100 * ref['std']:.1f}%"
 
 
-def _within_published(table: Table, arm: str, metric: str) -> tuple[bool, float, float]:
+def _published_range(arm: str, metric: str) -> tuple[float, float]:
+    """The published mean ± one published std: where a seed of the source's runs usually lands."""
     ref = REFERENCE[arm][metric]
-    lo, hi = ref["mean"] - ref["std"], ref["mean"] + ref["std"]
-    return lo <= table[arm][metric]["mean"] <= hi, lo, hi
+    return ref["mean"] - ref["std"], ref["mean"] + ref["std"]
 
 
-def _shortcut(t: Table) -> tuple[bool, str]:
+def _vs_published(cell: Cell, arm: str, metric: str) -> str:
+    """Our CI beside the published mean, saying whether the mean is inside it: the report's table column
+    asks that, while a verdict may test a range or a bound, and the two must not seem to disagree."""
+    lo, hi = cell["ci95"]
+    inside = lo <= REFERENCE[arm][metric]["mean"] <= hi
+    return f"published {_published(arm, metric)} (its mean {'inside' if inside else 'outside'} our CI)"
+
+
+def _shortcut(t: Table) -> tuple[bool | None, str]:
+    """Near-perfect is a bound (CI above 99%); at chance is an equivalence (CI within ±3 points of 50%)."""
     easy, hard = t["baseline"]["easy"], t["baseline"]["hard"]
-    held = easy["mean"] >= 0.99 and 0.45 <= hard["mean"] <= 0.55
+    at_chance = describe(np.asarray(hard["values"], dtype=float) - CHANCE)
+    held = every([above(easy, NEAR_PERFECT), within(at_chance, CHANCE_MARGIN)])
     return held, (
-        f"baseline easy {pct(easy)}, hard {pct(hard)}; published {_published('baseline', 'easy')} "
-        f"and {_published('baseline', 'hard')}"
+        f"baseline easy {pct(easy)}, {_vs_published(easy, 'baseline', 'easy')}; hard {pct(hard)}, "
+        f"{_vs_published(hard, 'baseline', 'hard')}; judged: easy CI above {100 * NEAR_PERFECT:.0f}%, hard CI "
+        f"inside {100 * (CHANCE - CHANCE_MARGIN):.0f}–{100 * (CHANCE + CHANCE_MARGIN):.0f}%"
     )
 
 
-def _rule(t: Table) -> tuple[bool, str]:
-    inside, lo, hi = _within_published(t, "concept", "hard")
+def _rule(t: Table) -> tuple[bool | None, str]:
+    """In the published range: our whole CI inside the published mean ± std (not merely the published mean
+    inside a wide CI); far above baseline: the paired gain's CI above 20 points."""
+    cell = t["concept"]["hard"]
+    lo, hi = _published_range("concept", "hard")
+    in_range = None if cell["mean"] is None else bool(lo <= cell["ci95"][0] and cell["ci95"][1] <= hi)
     gain = difference(t, "hard", "concept", "baseline")
-    held = inside and gain["ci95"][0] > 0
+    held = every([in_range, above(gain, FAR_ABOVE)])
     return held, (
-        f"concept hard {pct(t['concept']['hard'])} vs published {_published('concept', 'hard')} "
-        f"({100 * lo:.1f}–{100 * hi:.1f}); gain over baseline {100 * gain['mean']:+.1f} points "
-        f"(paired 95% CI {100 * gain['ci95'][0]:+.1f} to {100 * gain['ci95'][1]:+.1f})"
+        f"concept hard {pct(cell)}, {_vs_published(cell, 'concept', 'hard')}, range {100 * lo:.1f}–{100 * hi:.1f}%; "
+        f"gain over baseline {_points(gain)}, "
+        f"judged against {100 * FAR_ABOVE:.0f} points"
     )
 
 
-def _extrapolates(t: Table) -> tuple[bool, str]:
+def _extrapolates(t: Table) -> tuple[bool | None, str]:
     cell = t["concept"]["extrap"]
-    held = cell["mean"] > 0.60 and cell["ci95"][0] > 0.5
-    return held, f"concept extrap (L=40) {pct(cell)}; published {_published('concept', 'extrap')}, chance 50%"
+    return above(cell, EXTRAPOLATES), (
+        f"concept extrap (L=40) {pct(cell)}, {_vs_published(cell, 'concept', 'extrap')}; chance 50%; "
+        f"judged: CI above {100 * EXTRAPOLATES:.0f}%"
+    )
 
 
-def _easy_kept(t: Table) -> tuple[bool, str]:
-    inside, lo, hi = _within_published(t, "concept", "easy")
-    held = inside or t["concept"]["easy"]["mean"] > hi
-    return held, f"concept easy {pct(t['concept']['easy'])}; published {_published('concept', 'easy')}"
+def _easy_kept(t: Table) -> tuple[bool | None, str]:
+    """The CI above the low end of the published range: no worse than the source's usual seed."""
+    cell = t["concept"]["easy"]
+    lo, _ = _published_range("concept", "easy")
+    return above(cell, lo), (
+        f"concept easy {pct(cell)}, {_vs_published(cell, 'concept', 'easy')}; judged: CI above {100 * lo:.1f}% "
+        "(published mean − std)"
+    )
 
 
+def _points(cell: Cell) -> str:
+    lo, hi = cell["ci95"]
+    return f"{100 * cell['mean']:+.1f} points (paired 95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
+
+
+# Seeds: the bounds at 99% and ±3 points sit far from the baseline's spread (0.1–0.2 points), so 5 seeds
+# decide them; the concept arm's seeds spread by 3–9 points, and a CI narrow enough to fit inside a
+# published range or above a bound needs about 10 (below that the test fails for want of power, which
+# would read as "not reproduced").
 CLAIMS = (
-    Claim("Random negatives teach a shortcut: near-perfect on random negatives, chance on one-swap ones", _shortcut),
-    Claim("Hard negatives teach the rule: one-swap accuracy in the published range, far above baseline", _rule),
-    Claim("The rule learned at lengths 6-12 partly extrapolates to length 40 (above 60%)", _extrapolates),
-    Claim("Training on hard negatives keeps random negatives easy (published 97.7 ± 3.1%)", _easy_kept),
+    Claim(
+        "Random negatives teach a shortcut: near-perfect on random negatives (95% CI above 99%), chance on "
+        "one-swap ones (95% CI within 50 ± 3%)",
+        _shortcut,
+        min_seeds=5,
+    ),
+    Claim(
+        "Hard negatives teach the rule: one-swap accuracy in the published range (95% CI inside 85.3 ± 7.0%) "
+        "and far above baseline (paired gain's 95% CI above 20 points)",
+        _rule,
+        min_seeds=10,
+    ),
+    Claim(
+        "The rule learned at lengths 6-12 partly extrapolates to length 40 (95% CI above 60%)",
+        _extrapolates,
+        min_seeds=10,
+    ),
+    Claim(
+        "Training on hard negatives keeps random negatives easy (95% CI above 94.6%, the low end of the "
+        "published 97.7 ± 3.1%)",
+        _easy_kept,
+        min_seeds=10,
+    ),
 )
 
 
@@ -344,6 +397,8 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
     """Accuracy against the share of hard negatives, with 95% CIs."""
     import matplotlib.pyplot as plt
 
+    from learnlab.reporting.figures import captioned
+
     t = summary["table"]
     arms = [a for a in ARMS if a in t]
     if len(arms) < 2:
@@ -363,7 +418,14 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return {"share_sweep": fig}
+    cfg = summary["config"]
+    caption = (
+        "Test accuracy after training against the share of one-swap (hard) negatives among the training "
+        "negatives (0% = baseline, 100% = concept): easy = random negatives, hard = one swap, distant = one "
+        f"non-adjacent swap (L={cfg.get('eval_len', 20)}), extrap = one swap at L={cfg.get('extrap_len', 40)}; "
+        f"mean over {len(summary['seeds'])} seeds; bars = 95% CI of the mean (t-interval); dotted line = chance."
+    )
+    return {"share_sweep": captioned(fig, caption)}
 
 
 STUDY = Study(

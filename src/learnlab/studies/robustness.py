@@ -24,10 +24,11 @@ same 500 sorted against 500 one-swap or 500 random sequences, L=20). Metrics: `h
 masks) and `drop_hard_...` = that accuracy minus `hard_clean` (fraction points; negative = accuracy
 lost), and the same for `easy`. Judged per channel at 4 bits (the usual INT4 scheme; per tensor is
 reported beside) and at p = 0.3: the real-data boundary (`a1-concept`) survives if the 95% CI of its
-hard-accuracy change at INT8 and INT4 stays above -2 points; the synthetic one breaks more if the
-per-seed paired difference of drops, Gen2 minus Gen0, has a 95% CI below zero. Gen2 starts nearer
-chance and has less to lose, so the evidence also gives each drop as a share of the clean margin above
-chance (50%).
+hard-accuracy change at INT8 and at INT4 lies inside ±2 points (an equivalence test); the synthetic one
+breaks if Gen2's change at INT4 has its 95% CI below -2 points and the per-seed paired difference of
+changes, Gen2 minus Gen0 (the same chain, test set and damage), has a 95% CI below zero; DropConnect
+exposes it if that paired difference at p = 0.3 is below zero. Gen2 starts nearer chance and has less
+to lose, so the evidence also gives each drop as a share of the clean margin above chance (50%).
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ from learnlab.config import check_arms
 from learnlab.engine.rng import generator
 from learnlab.interventions import dropconnect_copy, quantized_copy
 from learnlab.models.lstm import EnsembleLSTMClassifier, select_members
-from learnlab.reporting.stats import Table, describe, pct
+from learnlab.reporting.stats import Table, below, describe, difference, pct, within
 from learnlab.studies import hard_negatives as a1
 from learnlab.studies import model_collapse as a2
-from learnlab.studies.base import Claim, RunContext, Study, member_rows
+from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
 
 ARMS = {  # arm: (source study, the model within it)
     "a1-baseline": ("a1", "baseline"),
@@ -63,7 +64,7 @@ SCHEMES: dict[str, dict[str, int | None]] = {  # scheme: {parameter: per-channel
     "channel": {"embedding": 1, "w_ih": -1, "w_hh": -1, "w_out": None},  # the head has one output unit
 }
 JUDGED_BITS, JUDGED_SCHEME, JUDGED_P = 4, "channel", 0.3
-SURVIVES = 0.02  # "survives": loses less than 2 points (the lower CI bound of the change above -0.02)
+SURVIVES = 0.02  # "survives": the 95% CI of the change inside ±2 points; "breaks": wholly below -2 points
 MARGIN_FLOOR = 0.05  # clean accuracy must exceed chance by this much for a share of the margin
 
 
@@ -196,21 +197,18 @@ def _points(cell: dict[str, Any], unit: str = " points") -> str:
     return f"{100 * cell['mean']:+.1f}{unit} (95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
 
 
-def _paired(t: Table, metric: str, arm_a: str, arm_b: str) -> dict[str, Any]:
-    """Per-seed difference arm_a - arm_b of one metric (arms share seeds: a paired design)."""
-    return describe(np.asarray(t[arm_a][metric]["values"]) - np.asarray(t[arm_b][metric]["values"]))
-
-
-def _survives(t: Table) -> tuple[bool, str]:
-    parts, held = [], True
+def _survives(t: Table) -> tuple[bool | None, str]:
+    """An equivalence test: "survives" is no change, so each CI must lie inside ±2 points (a CI that only
+    stays above -2 points would let a gain of any size pass, and a wide CI is no evidence of survival)."""
+    parts, outcomes = [], []
     for setting in ("int8_channel", INT4):
         cell = t["a1-concept"][f"drop_hard_{setting}"]
-        held &= cell["ci95"][0] > -SURVIVES
+        outcomes.append(within(cell, SURVIVES))
         parts.append(f"{setting}: {_points(cell)}")
     tensor = t["a1-concept"][f"drop_hard_{INT4_TENSOR}"]
-    return held, (
+    return every(outcomes), (
         f"real-data model (a1-concept = a2-gen0), change in hard accuracy: {'; '.join(parts)}; "
-        f"judged against a loss of {100 * SURVIVES:.0f} points; per tensor at {JUDGED_BITS} bits {_points(tensor)}"
+        f"judged: each CI inside ±{100 * SURVIVES:.0f} points; per tensor at {JUDGED_BITS} bits {_points(tensor)}"
     )
 
 
@@ -219,25 +217,31 @@ def _margin_lost(t: Table, arm: str, setting: str) -> np.ndarray | None:
     lost). A model nearer chance has less to lose, so absolute drops alone would favour it; None where a
     seed's clean accuracy is within MARGIN_FLOOR of chance and the share is not defined."""
     margin = _margin(t, arm)
-    return None if margin is None else np.asarray(t[arm][f"drop_hard_{setting}"]["values"]) / margin
+    return None if margin is None else np.asarray(t[arm][f"drop_hard_{setting}"]["values"], dtype=float) / margin
 
 
 def _margin(t: Table, arm: str) -> np.ndarray | None:
-    margin = np.asarray(t[arm]["hard_clean"]["values"]) - 0.5
-    return None if (margin < MARGIN_FLOOR).any() else margin
+    margin = np.asarray(t[arm]["hard_clean"]["values"], dtype=float) - 0.5  # None (missing) becomes NaN
+    return None if not (margin >= MARGIN_FLOOR).all() else margin
 
 
-def _synthetic_breaks_more(setting: str, what: str) -> Any:
-    """Judged on absolute drops (paired over seeds); the share of the above-chance margin lost is reported."""
+def _synthetic_breaks_more(setting: str, what: str, breaks: bool) -> Any:
+    """A directional test paired over chains (Gen0 and Gen2 of one chain share the test set and the damage):
+    the CI of Gen2's change minus Gen0's below zero. With `breaks`, Gen2's own change must also have its CI
+    below -2 points, the complement of "survives". Judged on absolute drops; the share of the above-chance
+    margin lost is reported beside."""
 
-    def check(t: Table) -> tuple[bool, str]:
+    def check(t: Table) -> tuple[bool | None, str]:
         metric = f"drop_hard_{setting}"
-        gap = _paired(t, metric, "a2-gen2", "a2-gen0")
-        held = gap["ci95"][1] < 0
+        gen2 = t["a2-gen2"][metric]
+        gap = difference(t, metric, "a2-gen2", "a2-gen0")
+        outcomes = [below(gap), below(gen2, -SURVIVES) if breaks else True]
+        judged = f"Gen2's CI below {-100 * SURVIVES:.0f} points and " if breaks else ""
         evidence = (
-            f"{what}: Gen2 (synthetic labels) {_points(t['a2-gen2'][metric])}, Gen0 (real labels) "
-            f"{_points(t['a2-gen0'][metric])}; Gen2 − Gen0 {_points(gap)} — reproduced only if this is below 0; "
-            f"clean hard accuracy Gen2 {pct(t['a2-gen2']['hard_clean'])}, Gen0 {pct(t['a2-gen0']['hard_clean'])}"
+            f"{what}: Gen2 (synthetic labels) {_points(gen2)}, Gen0 (real labels) "
+            f"{_points(t['a2-gen0'][metric])}; Gen2 − Gen0 {_points(gap)}; judged: {judged}Gen2 − Gen0's CI "
+            f"below 0; clean hard accuracy Gen2 {pct(t['a2-gen2']['hard_clean'])}, "
+            f"Gen0 {pct(t['a2-gen0']['hard_clean'])}"
         )
         lost = {arm: _margin_lost(t, arm, setting) for arm in ("a2-gen2", "a2-gen0")}
         if lost["a2-gen2"] is not None and lost["a2-gen0"] is not None:
@@ -246,28 +250,33 @@ def _synthetic_breaks_more(setting: str, what: str) -> Any:
                 f"; as a share of the margin above chance, Gen2 changes by {100 * lost['a2-gen2'].mean():+.0f}%, "
                 f"Gen0 by {100 * lost['a2-gen0'].mean():+.0f}% (Gen2 − Gen0 {_points(share, '%')})"
             )
-        return held, evidence
+        return every(outcomes), evidence
 
     return check
 
 
+# Seeds: the directional tests need 5 chains; an equivalence within ±2 points needs about 10 (fewer leave
+# a CI wider than the margin, which fails for want of power and would read as "not reproduced").
 CLAIMS = (
     Claim(
-        "Boundaries learned from real data survive INT8 and INT4 quantization (per channel: hard accuracy "
-        "falls by less than 2 points)",
+        "Boundaries learned from real data survive INT8 and INT4 quantization (per channel: the 95% CI of the "
+        "change in hard accuracy lies inside ±2 points)",
         _survives,
+        min_seeds=10,
     ),
     Claim(
-        "Boundaries learned from synthetic data break under INT4: A2 Gen2 loses more hard accuracy than Gen0",
-        _synthetic_breaks_more(INT4, f"INT{JUDGED_BITS} per channel, change in hard accuracy"),
+        "Boundaries learned from synthetic data break under INT4 (per channel): A2 Gen2 loses more than 2 points "
+        "of hard accuracy (95% CI), and more than Gen0 (paired 95% CI of Gen2 − Gen0 below 0)",
+        _synthetic_breaks_more(INT4, f"INT{JUDGED_BITS} per channel, change in hard accuracy", breaks=True),
+        min_seeds=5,
     ),
     Claim(
-        "Dropout exposes the synthetic boundary as less redundant: Gen2 loses more hard accuracy than Gen0 (p=0.3)",
-        _synthetic_breaks_more(DROPOUT, f"DropConnect p={JUDGED_P}, change in hard accuracy"),
+        "Dropout exposes the synthetic boundary as less redundant: at DropConnect p=0.3 Gen2 loses more hard "
+        "accuracy than Gen0 (paired 95% CI of Gen2 − Gen0 below 0)",
+        _synthetic_breaks_more(DROPOUT, f"DropConnect p={JUDGED_P}, change in hard accuracy", breaks=False),
+        min_seeds=5,
     ),
 )
-
-
 def notes(summary: dict[str, Any]) -> list[str]:
     """Beyond the claims: per model, the narrowest width that keeps hard accuracy within 2 points and the
     DropConnect curve; Gen0 against Gen2 relative to their margins; whether a2-gen0 reproduced a1-concept."""
@@ -316,6 +325,8 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
     """Hard and easy accuracy against bits (per tensor solid, per channel dashed) and against DropConnect p."""
     import matplotlib.pyplot as plt
 
+    from learnlab.reporting.figures import captioned
+
     t = summary["table"]
     cfg = summary["config"]
     same = _same_model(t)
@@ -347,7 +358,15 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
     axes[1, 1].set_xlabel("drop probability p")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    return {"robustness": fig}
+    caption = (
+        "Hard (top: 500 sorted vs 500 one-swap, L=20) and easy (bottom: vs 500 random negatives) test accuracy "
+        "of each model: left, against the width of symmetric round-to-nearest weight quantization (solid per "
+        "tensor, dashed per channel; 'float' = unquantized), mean over "
+        f"{len(summary['seeds'])} seeds, no band; right, against the DropConnect probability p (each seed's "
+        "accuracy averaged over its masks), mean over seeds, bars = 95% CI of the mean (t-interval); dotted "
+        "line = chance."
+    )
+    return {"robustness": captioned(fig, caption)}
 
 
 STUDY = Study(

@@ -50,19 +50,66 @@ def test_ece_by_hand():
     assert acc[5] == 0.5 and mean_conf[9] == pytest.approx(0.95) and math.isnan(acc[0])
 
 
-def test_phases_from_a_curve_with_three_phases():
-    steps = np.array([100, 200, 300, 400, 500, 600])
-    loss = np.array([12.0, 7.6, 7.0, 6.9, 5.0, 2.0])  # baseline 7: within 10% (7.7) from step 200
-    acc = np.array([0.0, 0.0, 0.01, 0.02, 0.2, 0.7])  # reaches 5% at step 500
-    phases = detect_phases(steps, loss, acc, baseline=7.0)
-    assert (phases.phase1_end_step, phases.plateau_end_step) == (200, 500)
+STEPS = np.arange(100, 1100, 100)  # ten evaluations; baseline 4.0, so the band is 3.6..4.4
 
 
-def test_phases_never_reached_are_nan():
-    phases = detect_phases(np.array([1, 2]), np.array([20.0, 19.0]), np.array([0.0, 0.0]), baseline=7.0)
-    assert math.isnan(phases.phase1_end_step) and math.isnan(phases.plateau_end_step)
-    phases = detect_phases(np.array([1, 2]), np.array([7.0, 6.0]), np.array([0.0, 0.01]), baseline=7.0)
-    assert phases.phase1_end_step == 1 and math.isnan(phases.plateau_end_step)
+def test_phases_a_clear_plateau_is_accepted_with_exact_boundaries():
+    loss = np.array([12.0, 8.0, 4.3, 4.1, 4.0, 4.0, 3.95, 2.5, 1.0, 0.5])  # in the band at steps 300..700
+    acc = np.array([0.0, 0.0, 0.0, 0.0, 0.01, 0.01, 0.02, 0.3, 0.7, 0.9])
+    phases = detect_phases(STEPS, loss, acc, baseline=4.0)
+    assert (phases.phase1_end_step, phases.plateau_end_step) == (300, 800)  # 800: the loss leaves the band
+    assert phases.plateau and phases.plateau_evals == 5 and phases.reason.startswith("plateau: 5 evaluations")
+    # slope over 300..700: -0.0008/step, far under 1/5 of phase 1's (12 - 4.3) / 200 = 0.0385/step
+    knowing = acc.copy()
+    knowing[6] = 0.06  # accuracy reaches 5% at step 700 while the loss is still in the band
+    phases = detect_phases(STEPS, loss, knowing, baseline=4.0)
+    assert (phases.phase1_end_step, phases.plateau_end_step, phases.plateau_evals) == (300, 700, 4)
+
+
+def test_phases_a_curve_dropping_straight_through_the_baseline_has_no_plateau():
+    loss = np.array([12.0, 8.0, 4.2, 2.0, 1.0, 0.5, 0.4, 0.3, 0.3, 0.3])
+    acc = np.array([0.0, 0.0, 0.01, 0.2, 0.6, 0.8, 0.9, 0.9, 0.9, 0.9])
+    phases = detect_phases(STEPS, loss, acc, baseline=4.0)
+    assert phases.phase1_end_step == 300 and math.isnan(phases.plateau_end_step) and not phases.plateau
+    why = "the loss left the baseline band (below) and accuracy reached 5% after 1 evaluation(s)"
+    assert phases.reason.startswith(f"no plateau: {why}")
+
+
+def test_phases_a_steady_descent_through_the_band_is_not_a_plateau():
+    steps = np.arange(1, 41)
+    loss = 12.0 - 0.25 * steps  # in the band at steps 31, 32, 33: three evaluations, but as steep as phase 1
+    phases = detect_phases(steps, loss, np.zeros(40), baseline=4.0)
+    assert (phases.phase1_end_step, phases.plateau_evals) == (31, 3)
+    assert math.isnan(phases.plateau_end_step) and "-2.50e-01 nats/step" in phases.reason
+
+
+def test_phases_a_curve_that_never_reaches_the_band_has_no_boundaries():
+    phases = detect_phases(STEPS[:2], np.array([20.0, 19.0]), np.array([0.0, 0.0]), baseline=7.0)
+    assert math.isnan(phases.phase1_end_step) and math.isnan(phases.plateau_end_step) and not phases.plateau
+    assert "never came within 0.70 nats" in phases.reason
+
+
+@pytest.mark.parametrize(
+    ("loss_tail", "acc_tail", "why"),
+    [
+        ([4.1, 4.0, 2.0], [0.0, 0.01, 0.03], "the loss left the baseline band (below) after 2"),
+        ([4.1, 4.0, 3.9], [0.0, 0.01, 0.06], "accuracy reached 5% after 2"),
+        ([4.1, 4.0, 5.0], [0.0, 0.0, 0.0], "the loss left the baseline band (above) after 2"),
+    ],
+)
+def test_phases_a_too_short_plateau_is_rejected(loss_tail, acc_tail, why):
+    phases = detect_phases(STEPS[:5], np.array([12.0, 8.0, *loss_tail]), np.array([0.0, 0.0, *acc_tail]), 4.0)
+    assert phases.phase1_end_step == 300 and math.isnan(phases.plateau_end_step) and phases.plateau_evals == 2
+    assert phases.reason.startswith(f"no plateau: {why} evaluation(s)")
+
+
+def test_phases_a_plateau_to_the_end_of_training_or_without_a_phase_1_to_compare():
+    loss = np.array([12.0, 8.0, 4.1, 4.0, 4.0, 4.05])
+    to_the_end = detect_phases(STEPS[:6], loss, np.zeros(6), baseline=4.0)
+    assert to_the_end.plateau and to_the_end.phase1_end_step == 300 and math.isnan(to_the_end.plateau_end_step)
+    assert "to the end of training" in to_the_end.reason
+    at_once = detect_phases(STEPS[:4], loss[2:], np.zeros(4), baseline=4.0)
+    assert not at_once.plateau and at_once.phase1_end_step == 100 and "descent rate is unknown" in at_once.reason
 
 
 def test_power_law_fit_recovers_an_exact_law_and_bootstraps_within_groups():

@@ -81,29 +81,85 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> 
 
 # --- the three phases of knowledge acquisition (Zucchet et al. 2025) ------------------------------------
 
-NEAR_BASELINE = 0.10  # phase 1 ends when the attribute loss is within 10% of the no-knowledge baseline
-PLATEAU_ACCURACY = 0.05  # the plateau lasts while attribute accuracy stays below 5%
+# The band of the no-knowledge level: |loss - baseline| <= 10% of it. Wide enough for the evaluation noise
+# of a few hundred values and for a model that has not quite fitted the value distribution, narrow enough
+# that a loss still falling from ~3x the baseline, or already knowing a fifth of the facts, is outside.
+NEAR_BASELINE = 0.10
+PLATEAU_ACCURACY = 0.05  # a plateau has accuracy below 5%: at most a few facts known by chance
+# A plateau holds for at least 3 evaluations: its slope is then a fit with a residual, not a line through
+# two points, and a curve that merely crosses the band between two evaluations is not a plateau.
+MIN_PLATEAU_EVALS = 3
+# On a plateau the loss changes at most 1/5 as fast as it fell in phase 1 (least-squares slope per step
+# against phase 1's mean descent rate from the first evaluation, itself an underestimate of the initial
+# fall): a slow steady descent through the band is still not a flat stretch.
+PLATEAU_FLATNESS = 0.2
 
 
 @dataclass
 class Phases:
-    phase1_end_step: float  # first evaluated step with loss <= (1 + NEAR_BASELINE) * baseline; NaN if never
-    plateau_end_step: float  # first evaluated step from phase 1's end with accuracy >= PLATEAU_ACCURACY
+    """Where one evaluation curve's phases end; a boundary that is not crossed, or a plateau that the
+    detector rejects, is NaN. `reason` says what was found ("plateau: ..." or "no plateau: ...")."""
+
+    phase1_end_step: float  # first evaluated step with loss within NEAR_BASELINE of the baseline; NaN if never
+    plateau_end_step: float  # the first evaluation after an accepted plateau; NaN if none, or if it never ended
+    plateau: bool = False  # an accepted plateau (it may last to the end of training)
+    plateau_evals: int = 0  # evaluations in the band with accuracy < PLATEAU_ACCURACY, from phase 1's end
+    reason: str = ""
 
 
 def detect_phases(steps: np.ndarray, loss: np.ndarray, accuracy: np.ndarray, baseline: float) -> Phases:
-    """Phase boundaries from one model's evaluation curve (ascending steps). Phase 1: the loss falls to
-    the baseline (the model has learnt the distribution of values, not which value goes with whom);
-    plateau: loss near the baseline and accuracy below 5%; phase 3 (knowledge) begins when accuracy
-    reaches 5%. A boundary that is never crossed is NaN."""
+    """Phase boundaries from one model's evaluation curve (ascending steps) and its no-knowledge loss.
+
+    Phase 1 (learning which values exist) ends at the first evaluation with loss within the band of the
+    baseline. The plateau is the run of evaluations from there with the loss inside the band and accuracy
+    below PLATEAU_ACCURACY; it ends (phase 3, knowledge) at the first evaluation that breaks the run. It
+    counts as a plateau only if it spans MIN_PLATEAU_EVALS evaluations and its least-squares loss slope is
+    below PLATEAU_FLATNESS times phase 1's mean descent rate, which needs phase 1 to span two evaluations."""
     steps, loss, accuracy = (np.asarray(x, float) for x in (steps, loss, accuracy))
-    near = np.flatnonzero(loss <= (1 + NEAR_BASELINE) * baseline)
-    if near.size == 0:
-        return Phases(math.nan, math.nan)
-    start = near[0]
-    knowing = np.flatnonzero(accuracy[start:] >= PLATEAU_ACCURACY)
-    plateau_end = steps[start + knowing[0]] if knowing.size else math.nan
-    return Phases(float(steps[start]), float(plateau_end))
+    band = NEAR_BASELINE * baseline
+    inside = np.abs(loss - baseline) <= band
+    if not inside.any():
+        closest = np.nanmin(np.abs(loss - baseline)) if np.isfinite(loss).any() else math.nan
+        return Phases(math.nan, math.nan, reason=f"no plateau: the loss never came within {band:.2f} nats of the "
+                      f"baseline {baseline:.2f} (closest: {closest:.2f} away)")  # fmt: skip
+    start = int(np.flatnonzero(inside)[0])
+    flat = inside & (accuracy < PLATEAU_ACCURACY)
+    stop = start
+    while stop < len(steps) and flat[stop]:
+        stop += 1
+    phase1_end, count = float(steps[start]), stop - start
+    end = float(steps[stop]) if stop < len(steps) else math.nan
+
+    def rejected(why: str) -> Phases:
+        return Phases(phase1_end, math.nan, plateau_evals=count, reason=f"no plateau: {why}")
+
+    if count < MIN_PLATEAU_EVALS:
+        return rejected(f"{_plateau_exit(loss, accuracy, stop, baseline, band)} after {count} evaluation(s) "
+                        f"from phase 1's end at step {phase1_end:.0f} (needs {MIN_PLATEAU_EVALS})")  # fmt: skip
+    if start == 0:
+        return rejected("the loss was in the band at the first evaluation: phase 1's descent rate is unknown")
+    descent = (loss[0] - loss[start]) / (steps[start] - steps[0])
+    if descent <= 0:
+        return rejected("the loss rose into the band instead of falling into it")
+    slope = float(np.polyfit(steps[start:stop], loss[start:stop], 1)[0])
+    if abs(slope) >= PLATEAU_FLATNESS * descent:
+        return rejected(f"the loss moved {slope:+.2e} nats/step in the band, not under {PLATEAU_FLATNESS:g} of "
+                        f"phase 1's descent ({descent:.2e}/step)")  # fmt: skip
+    until = f"until step {end:.0f}" if stop < len(steps) else "to the end of training"
+    reason = f"plateau: {count} evaluations from step {phase1_end:.0f} {until}, slope {slope:+.2e} nats/step"
+    return Phases(phase1_end, end, plateau=True, plateau_evals=count, reason=reason)
+
+
+def _plateau_exit(loss: np.ndarray, accuracy: np.ndarray, stop: int, baseline: float, band: float) -> str:
+    """Why the run of plateau evaluations stopped at index `stop`."""
+    if stop >= len(loss):
+        return "training ended"
+    why = []
+    if not abs(loss[stop] - baseline) <= band:
+        why.append(f"the loss left the baseline band ({'below' if loss[stop] < baseline - band else 'above'})")
+    if accuracy[stop] >= PLATEAU_ACCURACY:
+        why.append(f"accuracy reached {100 * PLATEAU_ACCURACY:g}%")
+    return " and ".join(why)
 
 
 # --- power laws -----------------------------------------------------------------------------------------

@@ -109,3 +109,5 @@ def test_equivalence_needs_the_whole_interval_inside_the_margin():
     assert within(wide, 0.05) is False and above(wide) is False and below(wide) is False
     assert within(moved, 0.05) is False and above(moved) is True
     assert within(describe([None, None]), 0.05) is None and above(describe([None])) is None
+    one_seed = describe([0.9, None, None])  # CI [0.9, 0.9]: no interval, so no verdict
+    assert above(one_seed) is None and below(one_seed, 1.0) is None and within(one_seed, 1.0) is None

@@ -106,21 +106,27 @@ def difference(table: Table, metric: str, arm_a: str, arm_b: str) -> Cell:
 # --- the tests claims are decided by -------------------------------------------------------------------
 
 
+def decidable(cell: Cell) -> bool:
+    """The cell has an interval to test: a finite mean over at least 2 finite seeds (one seed's CI is
+    [mean, mean], which would pass any test), or a derived cell (a fit) that carries its own CI."""
+    return cell["mean"] is not None and (bool(cell.get("derived")) or finite_values(cell) >= 2)
+
+
 def above(cell: Cell, bound: float = 0.0) -> bool | None:
-    """The whole 95% CI lies above `bound` (a one-sided test at 2.5%); None without a finite mean."""
-    return None if cell["mean"] is None else bool(cell["ci95"][0] > bound)
+    """The whole 95% CI lies above `bound` (a one-sided test at 2.5%); None when not `decidable`."""
+    return bool(cell["ci95"][0] > bound) if decidable(cell) else None
 
 
 def below(cell: Cell, bound: float = 0.0) -> bool | None:
-    """The whole 95% CI lies below `bound`; None without a finite mean."""
-    return None if cell["mean"] is None else bool(cell["ci95"][1] < bound)
+    """The whole 95% CI lies below `bound`; None when not `decidable`."""
+    return bool(cell["ci95"][1] < bound) if decidable(cell) else None
 
 
 def within(cell: Cell, margin: float) -> bool | None:
     """An equivalence test for a claim of "no change": the whole 95% CI inside [−margin, +margin]
     (two one-sided tests at 2.5%). The absence of a significant change is not evidence of none: a wide
-    CI around 0 fails this test. None without a finite mean."""
-    if cell["mean"] is None:
+    CI around 0 fails this test. None when not `decidable`."""
+    if not decidable(cell):
         return None
     lo, hi = cell["ci95"]
     return bool(-margin <= lo and hi <= margin)

@@ -72,19 +72,68 @@ def judged(acc, rest):
     return t, [c.judge(t) for c in wc.CLAIMS]
 
 
-def test_gains_are_paired_by_seed_and_decide_the_claims():
-    uniform = [0.30, 0.50, 0.40]  # seed noise far larger than the gain: only pairing reveals it
-    acc = {"uniform": uniform, "warmup-50-64": [u + 0.05 for u in uniform], "warmup-50-128": [u - 0.1 for u in uniform]}
-    rest = {"warmup-50-64": [u + 0.02 for u in uniform], "warmup-50-128": [u - 0.12 for u in uniform]}
-    t, (helps, beyond) = judged(acc, rest)
+UNIFORM = [0.30, 0.50, 0.40, 0.35, 0.45]  # seed noise far larger than the gains: only pairing reveals them
+
+
+def shifted(*gains: float) -> list[float]:
+    """Uniform's per-seed accuracy plus a per-seed gain (one gain: the same in every seed)."""
+    gains = gains if len(gains) > 1 else gains * len(UNIFORM)
+    return [u + g for u, g in zip(UNIFORM, gains, strict=True)]
+
+
+def test_gains_are_paired_by_seed():
+    acc = {"uniform": UNIFORM, "warmup-50-64": shifted(0.05), "warmup-50-128": shifted(-0.1)}
+    rest = {"warmup-50-64": shifted(0.02), "warmup-50-128": shifted(-0.12)}
+    t, _ = judged(acc, rest)
     assert t["warmup-50-64"]["gain_over_uniform"]["mean"] == pytest.approx(0.05)
     assert t["warmup-50-64"]["gain_over_uniform"]["ci95"] == pytest.approx([0.05, 0.05])
     assert t["warmup-50-128"]["gain_over_uniform"]["derived"] and "uniform" not in wc.gains(frame(acc, rest), None)
-    assert helps.held and "warmup-50-64" in helps.evidence.split("best ")[-1] and "+5.0 points" in helps.evidence
-    assert beyond.held and "+3.0 points" in beyond.evidence and "same individuals" in beyond.evidence
 
-    t, (helps, beyond) = judged({**acc, "warmup-50-64": [u - 0.01 for u in uniform]}, rest)
-    assert not helps.held
+
+def test_the_bonferroni_interval_widens_with_the_number_of_arms():
+    values = [0.0, 0.04, 0.02, 0.01, 0.03]
+    one, four = wc.corrected(values, 1), wc.corrected(values, 4)
+    assert one[0] == four[0] == pytest.approx(0.02) and one[1] > 0 and four[1] < 0 < four[2]
+    assert wc.corrected([0.1, None], 2) is None
+
+
+HELPS, BEYOND = wc.CLAIMS
+NOISE = (0.0, 0.04, 0.02, 0.01, 0.03)  # a gain of +2 points that clears 0 at 95% but not at 1 - 0.05/4
+CASES = {  # id: (claim, final_acc_all of the warm-up arms, final_acc_rest of the warm-up arms, verdict)
+    "helps": (HELPS, {"warmup-50-64": shifted(0.05, 0.06, 0.04, 0.05, 0.055), "warmup-50-128": shifted(-0.1)},
+              None, "reproduced"),
+    "hurts": (HELPS, {"warmup-50-64": shifted(-0.02, 0.01, -0.01, 0.0, -0.03), "warmup-50-128": shifted(-0.1)},
+              None, "not reproduced"),
+    "best-of-four-only-uncorrected": (HELPS, {"warmup-50-64": shifted(*NOISE), "warmup-50-128": shifted(-0.1),
+                                              "warmup-80-64": shifted(-0.05), "warmup-80-128": shifted(-0.2)},
+                                      None, "not reproduced"),
+    "beyond": (BEYOND, {"warmup-50-64": shifted(0.05)}, {"warmup-50-64": shifted(0.01, 0.03, 0.02, 0.02, 0.025)},
+               "reproduced"),  # uniform beyond the subset: its accuracy minus 1 point
+    "subset-only": (BEYOND, {"warmup-50-64": shifted(0.05)},
+                    {"warmup-50-64": shifted(-0.05, -0.03, -0.04, -0.06, -0.02)}, "not reproduced"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_claim_verdicts_on_hand_built_tables(case):
+    claim, warmups, rest, verdict = CASES[case]
+    _, verdicts = judged({"uniform": UNIFORM, **warmups}, rest or {a: v for a, v in warmups.items()})
+    result = verdicts[wc.CLAIMS.index(claim)].as_dict()
+    assert result["verdict"] == verdict, result["evidence"]
+
+
+@pytest.mark.parametrize("claim", wc.CLAIMS)
+def test_claim_on_three_seeds_is_undetermined(claim):
+    acc = {"uniform": UNIFORM[:3], "warmup-50-64": shifted(0.05)[:3]}
+    _, verdicts = judged(acc, {"warmup-50-64": shifted(0.05)[:3]})
+    assert verdicts[wc.CLAIMS.index(claim)].as_dict()["verdict"] == "undetermined"
+
+
+def test_claim_evidence_names_every_arm_at_the_corrected_level():
+    acc = {"uniform": UNIFORM, "warmup-50-64": shifted(0.05), "warmup-50-128": shifted(-0.1)}
+    _, (helps, beyond) = judged(acc, {"warmup-50-64": shifted(0.02), "warmup-50-128": shifted(-0.12)})
+    assert "each of 2 arms at the Bonferroni level" in helps.evidence and "97.50% CI" in helps.evidence
+    assert "warmup-50-64 +5.0 points" in helps.evidence and "warmup-50-64 +3.0 points" in beyond.evidence
 
 
 def test_config_refuses_warmups_longer_than_the_budget_and_arms():

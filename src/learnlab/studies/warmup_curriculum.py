@@ -16,7 +16,9 @@ same data generator), so arms are compared by paired per-seed differences. Knowl
 the last step on every one of the N individuals once, in held-out templates: `final_acc_all` is the
 attribute accuracy over all of them (a value counts only if all its tokens are greedy-correct), also
 split into the warm-up subset and the rest. `gain_over_uniform` is the per-seed difference in
-`final_acc_all` from `uniform`, with a bootstrap 95% CI over seeds. Learning curves are scored on a
+`final_acc_all` from `uniform`, with a t-interval over seeds. No grid point is picked for its mean and
+then tested: "a warm-up helps" holds if some grid point's gain clears 0 with every point tested at the
+Bonferroni-corrected level (confidence 1 − 0.05/k for k grid points). Learning curves are scored on a
 uniform sample of `eval_individuals` seen individuals. (The plateau of knowledge-acquisition is not
 reported: after a warm-up, knowledge of the subset precedes the fall of the loss on everyone to the
 no-knowledge baseline, so its phases do not apply.)
@@ -34,7 +36,7 @@ from pydantic import Field, field_validator, model_validator
 
 from learnlab.config import distinct_sorted
 from learnlab.models.transformer import EnsembleTransformer
-from learnlab.reporting.stats import Table, describe, difference, table_from_metrics
+from learnlab.reporting.stats import CONFIDENCE, Table, difference, t_interval, table_from_metrics
 from learnlab.studies import knowledge_acquisition as ka
 from learnlab.studies.base import Claim, RunContext, Study
 from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
@@ -86,16 +88,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": 30,
         "eval_every": 10,
     },
-    # N = 300, 700 steps of 32, 3 seeds, the laptop model of knowledge-acquisition; warm-ups on 40 or 80
-    # individuals for 80 or 160 epochs (100 to 400 steps): 5 trainings, 13.8 minutes (828 s) alone on 2 cores.
-    # A pilot with 800 steps (2 seeds) had uniform training at 70% and a
-    # 200-step warm-up on 40 individuals at 84%.
-    "laptop": {},
+    # N = 300, 700 steps of 32, the laptop model of knowledge-acquisition; warm-ups on 40 or 80 individuals
+    # for 80 or 160 epochs (100 to 400 steps): 5 trainings, 13.8 minutes (828 s) alone on 2 cores with 3 seeds.
+    # A pilot with 800 steps (2 seeds) had uniform training at 70% and a 200-step warm-up on 40 individuals at
+    # 84%. Issue 11: 5 seeds (the claims' floor), to be re-timed; fewer grid points also cut the Bonferroni
+    # penalty.
+    "laptop": {"seeds": 5},
     # the paper's model and budget; its warm-up sizes are not in the seed: 8k individuals, 16 or 64 epochs
     "paper": {
         **ka.PRESETS["paper"],
         "n_individuals": 128_000,
-        "seeds": 2,
+        "seeds": 5,
         "warmup_individuals_grid": [8_000, 16_000],
         "warmup_epochs_grid": [16.0, 64.0],
     },
@@ -201,48 +204,78 @@ def _nats(cell: dict[str, Any]) -> str:
     return f"{cell['mean']:+.2f} nats (95% CI {lo:+.2f} to {hi:+.2f})"
 
 
-def _warmup_helps(t: Table) -> tuple[bool, str]:
+def corrected(values: list[float | None], arms: int) -> tuple[float, float, float] | None:
+    """Mean and Bonferroni-corrected t-interval of per-seed values, one of `arms` tested together: the
+    interval at confidence 1 − 0.05/arms (t quantile 1 − 0.05/(2·arms)), so that the chance that any of
+    the arms clears 0 under the null stays ≤ 2.5%. None with fewer than two finite values."""
+    x = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return None
+    lo, hi = t_interval(x, 1 - (1 - CONFIDENCE) / arms) if np.ptp(x) > 0 else (x.mean(), x.mean())
+    return float(x.mean()), lo, hi
+
+
+def _any_arm_above(gaps: dict[str, list[float | None]], label: str) -> tuple[bool | None, str]:
+    """Some warm-up arm's per-seed gap is above 0 with every arm tested at the corrected level (no arm is
+    picked for its mean first: that would test the winner of k draws as if it were the only one)."""
+    k, held, parts = len(gaps), [], []
+    for arm, values in gaps.items():
+        c = corrected(values, k)
+        if c is None:
+            held.append(None)
+            parts.append(f"{arm}: fewer than two seeds")
+            continue
+        mean, lo, hi = c
+        held.append(lo > 0)
+        parts.append(f"{arm} {100 * mean:+.1f} points ({100 * (1 - (1 - CONFIDENCE) / k):.2f}% CI "
+                     f"{100 * lo:+.1f} to {100 * hi:+.1f})")  # fmt: skip
+    verdict = True if True in held else None if None in held else False
+    each = f"each of {k} arms at the Bonferroni level" if k > 1 else "one arm, at 95%"
+    return verdict, f"{label}, {each}: " + "; ".join(parts)
+
+
+def _warmup_helps(t: Table) -> tuple[bool | None, str]:
     arms = warmup_arms(t)
     if not arms:
         raise KeyError("warmup-")
-    best = max(arms, key=lambda a: t[a]["gain_over_uniform"]["mean"])
+    held, tests = _any_arm_above({a: t[a]["gain_over_uniform"]["values"] for a in arms}, "gain over uniform")
     each = "; ".join(
-        f"{a} ({t[a]['warmup_steps']['mean']:.0f} warm-up steps): {100 * t[a]['final_acc_all']['mean']:.1f}%, "
-        f"gain {_points(t[a]['gain_over_uniform'])}"
+        f"{a} ({t[a]['warmup_steps']['mean']:.0f} warm-up steps): {100 * t[a]['final_acc_all']['mean']:.1f}%"
         for a in arms
     )
-    held = t[best]["gain_over_uniform"]["ci95"][0] > 0
     return held, (
-        f"uniform {100 * t['uniform']['final_acc_all']['mean']:.1f}% over all individuals; {each}; best {best}. "
+        f"uniform {100 * t['uniform']['final_acc_all']['mean']:.1f}% over all individuals; {each}. {tests}. "
         f"Published at N={PUBLISHED['n_individuals']:,}: {100 * PUBLISHED['warmup']:.2f}% vs "
         f"{100 * PUBLISHED['uniform']:.2f}%"
     )
 
 
-def _beyond_the_subset(t: Table) -> tuple[bool, str]:
+def _beyond_the_subset(t: Table) -> tuple[bool | None, str]:
     arms = [a for a in warmup_arms(t) if "final_acc_rest" in t[a]]
     if not arms:
         raise KeyError("final_acc_rest")
-    best = max(arms, key=lambda a: t[a]["gain_over_uniform"]["mean"])
-    uniform = t["uniform"][f"{BEYOND}{arms_grid(best)[0]}"]  # the same individuals, in the same seeds
-    gap = describe(np.asarray(t[best]["final_acc_rest"]["values"], float) - np.asarray(uniform["values"], float))
-    return gap["ci95"][0] > 0, (
-        f"{best}: {100 * t[best]['final_acc_rest']['mean']:.1f}% on the individuals outside the warm-up subset, "
-        f"{100 * t[best]['final_acc_warmup_subset']['mean']:.1f}% on the subset; uniform training "
-        f"{100 * uniform['mean']:.1f}% on the same individuals: {_points(gap)} (paired by seed)"
-    )
+    gaps = {}
+    for a in arms:  # uniform training's accuracy on the same individuals, in the same seeds
+        uniform = np.asarray(t["uniform"][f"{BEYOND}{arms_grid(a)[0]}"]["values"], float)
+        gaps[a] = list(np.asarray(t[a]["final_acc_rest"]["values"], float) - uniform)
+    return _any_arm_above(gaps, "accuracy outside the warm-up subset minus uniform training's on the same individuals")
 
 
 CLAIMS = (
     Claim(
         "A warm-up on a subset, then uniform on all, acquires more knowledge of all individuals than uniform "
-        "training at equal budget (the best grid point's paired gain has a CI above 0)",
+        "training at equal budget: some grid point's paired gain has a CI above 0, every grid point tested at "
+        "the Bonferroni-corrected level",
         _warmup_helps,
+        min_seeds=5,
     ),
     Claim(
         "The gain reaches the individuals outside the warm-up subset (not only the subset's extra exposure): "
-        "their accuracy beats uniform training's (paired; our question, not the source's)",
+        "for some grid point their accuracy beats uniform training's on the same individuals (paired, "
+        "Bonferroni over the grid; our question, not the source's)",
         _beyond_the_subset,
+        min_seeds=5,
     ),
 )
 
@@ -252,6 +285,10 @@ def notes(summary: dict[str, Any]) -> list[str]:
     out = [
         f"N = {c['n_individuals']} individuals, {c['steps']} steps of {c['batch_size']}: the source's gains grow "
         f"with N and its headline is at N = {PUBLISHED['n_individuals']:,}; one small N cannot test the growth.",
+        "The seed names no warm-up size or length to pre-register, so every grid point is tested, each at the "
+        "Bonferroni-corrected level (1 − 0.05/k for k points): a claim about \"some warm-up\" then keeps a 2.5% "
+        "false-positive rate, where testing the best-looking point at 95% would not. A smaller grid costs less "
+        "correction.",
     ]
     arms = [a for a in warmup_arms(t) if "final_acc_rest" in t[a]]
     if arms and "uniform" in t:
@@ -264,7 +301,10 @@ def notes(summary: dict[str, Any]) -> list[str]:
             f"({100 * t['uniform']['final_acc_all']['mean']:.1f}% over all)."
         )
         losses = "; ".join(f"{a} {_nats(difference(t, 'final_loss_all', a, 'uniform'))}" for a in arms)
-        out.append(f"Final attribute loss over all individuals, paired difference from uniform: {losses}.")
+        out.append(
+            "Final attribute loss over all individuals, paired difference from uniform (95% CIs, uncorrected): "
+            f"{losses}."
+        )
     return out
 
 
@@ -273,6 +313,8 @@ def notes(summary: dict[str, Any]) -> list[str]:
 
 def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
     import matplotlib.pyplot as plt
+
+    from learnlab.reporting.figures import captioned
 
     t = summary["table"]
     arms = [a for a in t if "final_acc_all" in t[a]]
@@ -310,7 +352,14 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
             title="Knowledge along training (dotted: warm-up ends)")  # fmt: skip
     ax2.legend(fontsize=7)
     fig.tight_layout()
-    out["warmup"] = fig
+    out["warmup"] = captioned(
+        fig,
+        f"Left: final attribute accuracy over all N individuals (held-out templates) per arm; bars: the mean "
+        f"over {seeds.shape[1]} seeds, black lines: single seeds (paired across arms), red markers: the mean "
+        "on the warm-up subset and on the rest. Right: accuracy along training on a uniform sample of seen "
+        "individuals, mean over seeds; dotted: where each warm-up ends. No error bars: the verdicts give the "
+        "paired, Bonferroni-corrected CIs.",
+    )
     return out
 
 

@@ -119,7 +119,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         **ka.PRESETS["paper"],
         "n_values": [16_000, 64_000],
-        "seeds": 2,
+        "seeds": 5,
         "eval_every": 100,
         "celebrities": 1000,
         "celebrity_weight": 10.0,

@@ -135,10 +135,12 @@ def _exponent(t: Table, name: str) -> str:
     if e["mean"] is None:
         return f"no fit ({e.get('n_fitted', 0)} N with a plateau end in every seed; a power law needs {MIN_FIT_N})"
     lo, hi = e["ci95"]
-    return (
-        f"exponent {e['mean']:.2f} (95% CI {lo:.2f}–{hi:.2f}, t over {e.get('n_fitted', '?')} N, lack of fit "
-        f"included), R² {t[name]['r2']['mean']:.3f}"
+    how = (
+        f"t over {e['n_fitted']} N, lack of fit included"
+        if "n_fitted" in e
+        else "a bootstrap of seeds within each N, from a run before lack of fit was included"
     )
+    return f"exponent {e['mean']:.2f} (95% CI {lo:.2f}–{hi:.2f}, {how}), R² {t[name]['r2']['mean']:.3f}"
 
 
 def _grows(t: Table) -> tuple[bool | None, str]:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import learnlab
+from learnlab.reporting.stats import describe
 from learnlab.studies import attention_patching as ap
 from learnlab.studies import knowledge_acquisition as ka
 
@@ -98,28 +99,122 @@ def test_paired_cells_on_a_hand_made_frame():
     assert untrained["plateau_length_vs_unpatched"]["missing"] == 1
 
 
-def test_a_plateau_that_never_ends_is_longer_than_any_and_no_phase_one_is_no_evidence():
-    def cells(p1, length, step=None):
-        end = [None if a is None or b is None else a + b for a, b in zip(p1, length, strict=True)]
-        return {
-            "phase1_end_step": {"values": p1},
-            "plateau_length": {"values": length},
-            "plateau_end_step": {"values": end},
-            "final_acc": {"mean": 0.5},
-            "reference_step": {"values": [step] * len(p1)},
-        }
-
-    got = ap._effective_plateau(cells([100, 100, None], [50, None, None]))
-    assert got[0] == 50 and got[1] == np.inf and np.isnan(got[2])
-    table = {
-        "unpatched": cells([100, 100], [200, None]),
-        "patch-after-plateau": cells([100, 100], [0, 300], 500),
-        "patch-end": cells([100, None], [0, None], 800),
+def test_a_plateau_reads_as_zero_when_removed_and_never_ending_without_knowledge():
+    cells = {
+        "phase1_end_step": describe([100, 100, None, None]),
+        "plateau_end_step": describe([150, None, None, None]),
+        "knowledge_step": describe([150, None, 60, None]),
+        "final_acc": describe([0.5, 0.0, 0.6, 0.01]),
     }
-    held, evidence = ap._post_plateau_removes(table)
-    assert held and "never ends" in evidence  # 300 steps beat a plateau that never ended
-    table["patch-after-plateau"]["plateau_length"]["values"] = [0, None]  # ... but not another one
-    assert not ap._post_plateau_removes(table)[0]
+    got = ap._effective_plateau(cells)
+    assert got[0] == 50 and got[1] == np.inf and got[2] == 0 and got[3] == np.inf
+    old_run = {k: v for k, v in cells.items() if k != "knowledge_step"}  # before knowledge_step: final accuracy
+    assert ap._effective_plateau(old_run).tolist() == [50, np.inf, 0, np.inf]
+
+
+# --- the claims, on hand-built tables (5 seeds) -------------------------------------------------------------
+
+NOISE = np.array([0.0, 1.0, -1.0, 0.5, -0.5])
+OTHER = np.array([1.0, -0.5, 0.0, -1.0, 0.5])  # another arm's seed noise: paired differences vary too
+
+
+def _arm(p1, p2, knowledge, auc, name=0.2, kind=0.3, step=None, noise=OTHER, **extra):
+    """An arm's cells: scalars get a little seed noise; lists are taken per seed."""
+    per_seed = lambda v, scale: list(v) if isinstance(v, list) else list(v + scale * noise)  # noqa: E731
+    cells = {
+        "phase1_end_step": describe(per_seed(p1, 0) if p1 is not None else [None] * 5),
+        "plateau_end_step": describe(per_seed(p2, 10) if p2 is not None else [None] * 5),
+        "plateau_detected": describe([float(v is not None) for v in (p2 if isinstance(p2, list) else [p2] * 5)]),
+        "knowledge_step": describe(per_seed(knowledge, 10) if knowledge is not None else [None] * 5),
+        "acc_auc": describe(per_seed(auc, 0.01)),
+        "final_acc": describe(per_seed(0.8 if knowledge is not None else 0.0, 0.01)),
+        "name_attention": describe(per_seed(name, 0.01)),
+        "type_attention": describe(per_seed(kind, 0.01)),
+    }
+    if step is not None:
+        cells["reference_step"] = describe([step] * 5)
+    return cells | {k: describe(per_seed(v, 0.01)) for k, v in extra.items()}
+
+
+def _table(**arms):
+    """A run in which every claim holds; keyword arms replace the defaults."""
+    table = {
+        "unpatched": _arm(
+            100, 400, 400, 0.30, noise=NOISE, name_attention_at_phase1_end=0.15, name_attention_at_plateau_end=0.40
+        ),
+        "untrained-patterns": _arm(100, 420, 420, 0.28, 0.25, 0.30, step=0, noise=NOISE),
+        "patch-phase1": _arm(100, 520, 520, 0.18, 0.10, 0.55, step=50),
+        "patch-early-plateau": _arm(100, 350, 350, 0.35, step=175),
+        "patch-late-plateau": _arm(100, 200, 200, 0.48, step=325),
+        "patch-after-plateau": _arm(None, None, 60, 0.70, step=450),  # the detector finds no plateau
+        "patch-end": _arm(None, None, 50, 0.75, step=600),
+    }
+    return table | arms
+
+
+def _verdicts(table):
+    return [claim.judge(table).as_dict()["verdict"] for claim in ap.CLAIMS]
+
+
+def test_claims_are_reproduced_on_a_run_where_they_hold():
+    assert _verdicts(_table()) == ["reproduced"] * len(ap.CLAIMS)
+
+
+def test_claims_need_five_seeds():
+    four = {arm: {m: describe(c["values"][:4]) for m, c in cells.items()} for arm, cells in _table().items()}
+    assert _verdicts(four) == ["undetermined"] * len(ap.CLAIMS)
+    assert all(c.min_seeds >= 5 for c in ap.CLAIMS) and ap.PRESETS["laptop"]["seeds"] >= 5
+
+
+FALSE = {  # claim index -> arms that make it false
+    0: {"patch-after-plateau": _arm(100, 400, 400, 0.31, step=450)},  # as long a plateau as the reference
+    1: {"patch-phase1": _arm(100, 380, 380, 0.33, 0.10, 0.55, step=50)},  # better than untrained
+    2: {"patch-phase1": _arm(100, 520, 520, 0.18, 0.30, 0.20, step=50)},  # more on the name than untrained
+    3: {"patch-late-plateau": _arm(100, 360, 360, 0.34, step=325)},  # no better than early in the plateau
+    4: {"unpatched": _arm(100, 400, 400, 0.30, noise=NOISE, name_attention_at_phase1_end=0.40,
+                          name_attention_at_plateau_end=0.39)},  # attention to the name falls
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("index", sorted(FALSE))
+def test_claim_is_not_reproduced_where_it_is_false(index):
+    verdicts = _verdicts(_table(**FALSE[index]))
+    assert verdicts[index] == "not reproduced", ap.CLAIMS[index].text
+
+
+def test_claim_post_plateau_no_plateau_but_no_sooner_knowledge_is_not_removal():
+    """A detector that finds no plateau is length 0, but knowledge must come earlier too."""
+    late = _arm(None, None, 400, 0.3, step=450)
+    assert _verdicts(_table(**{"patch-after-plateau": late}))[0] == "not reproduced"
+
+
+def test_claim_post_plateau_a_patched_run_that_never_learns_refutes():
+    knowledge = [60, 70, None, 65, 55]  # one seed never reaches 5% accuracy
+    never = _arm(None, None, knowledge, 0.6, step=450)
+    verdict = ap.CLAIMS[0].judge(_table(**{"patch-after-plateau": never})).as_dict()
+    assert verdict["verdict"] == "not reproduced" and "never reached knowledge in 1 seed" in verdict["evidence"]
+
+
+def test_claim_post_plateau_without_a_reference_plateau_is_undetermined():
+    flat = _arm([100, None, None, None, 100], [400, None, None, None, 420], 400, 0.3,
+                name_attention_at_phase1_end=[0.15, None, None, None, 0.16],
+                name_attention_at_plateau_end=[0.4, None, None, None, 0.42])  # fmt: skip
+    verdicts = _verdicts(_table(unpatched=flat))
+    assert verdicts[0] == verdicts[3] == verdicts[4] == "undetermined"
+
+
+def test_claim_early_patterns_at_step_zero_or_without_learning_are_undetermined():
+    at_zero = _arm(100, 520, 520, 0.18, 0.10, 0.55, step=0)  # the phase-1 checkpoint is the initialisation
+    assert _verdicts(_table(**{"patch-phase1": at_zero}))[1:3] == ["undetermined"] * 2
+    nothing = {"patch-phase1": _arm(100, None, None, 0.001, 0.1, 0.55, step=50),
+               "untrained-patterns": _arm(100, None, None, 0.002, 0.25, 0.3, step=0)}  # fmt: skip
+    assert _verdicts(_table(**nothing))[1] == "undetermined"  # neither learnt: noise, not evidence
+
+
+def test_claim_with_a_missing_arm_is_undetermined():
+    table = _table()
+    del table["patch-late-plateau"]
+    assert _verdicts(table)[3] == "undetermined"
 
 
 def test_smoke_run_reports_every_arm_with_paired_cells(tmp_path):

@@ -15,7 +15,12 @@ weights, each arm fine-tunes a copy with AdamW (a fresh optimizer, the pre-train
 decay) at a constant learning rate `ft_lr` on fresh training-template biographies: arm `new-<n>` on n
 new individuals only; arm `replay-<w>` on `replay_new` new individuals with replay at weight w: a
 biography is about an old individual (uniform over the N) with probability w/(1+w), else about a new
-one, so old and new biographies come in the ratio w : 1.
+one, so old and new biographies come in the ratio w : 1; arm `frozen-attention-<n>` as `new-<n>` (n =
+`replay_new`) with every attention weight (queries, keys, values, output) frozen, the test of whether
+forgetting runs through attention. Arms are compared at equal exposures per new individual: every arm
+fine-tunes for ⌈ft_exposures · n · (1 + w) / batch⌉ steps, so each new individual appears in about
+`ft_exposures` biographies whatever n and w (at equal steps, fewer new individuals would each be seen
+more often); `ft_exposures = 0` gives every arm `ft_steps` steps instead.
 
 Knowledge of the first `eval_individuals` old
 and new individuals is scored on fixed held-out-template biographies — attribute accuracy (every token
@@ -23,15 +28,25 @@ of a value greedy-correct) and attribute loss — at step 0, before the first up
 `ft_eval_early` steps up to step 100, then every `ft_eval_every` steps. Reported per seed: old accuracy
 before fine-tuning, its minimum within the first 100 steps and at the end; new accuracy at steps 100
 and at the end; the first evaluated step where old accuracy is below half its start (`old_half_step`)
-and where new accuracy reaches 50% (`new_half_step`; missing if never). Attention change is the
+and where new accuracy reaches 50% (`new_half_step`; missing if never); the arm's steps (`ft_steps`) and
+biographies per new individual (`new_exposures`). Attention change is the
 total-variation distance between two models' attention distributions (half the L1 difference of
 `blocks.{l}.attn.hook_pattern` per query), averaged over heads and over the queries of
 `pattern_sequences` fixed old-individual biographies — all real tokens (`attn_change_l{l}`), and the
 queries that predict a value's first token, where a fact is recalled (`attn_recall_change_l{l}`):
 between the pre-trained and the fine-tuned model in each arm, and, as the scale of a real change,
 between the initialisation and the pre-trained model (arm `pre-training`). Paired effects (replay
-against no replay at the same n; each n against the fewest new individuals) are per-seed differences
-between models fine-tuned from the same pre-trained weights. Each seed's pre-training with all of its
+against no replay at the same n; frozen attention against free attention; each n against the fewest new
+individuals) are per-seed differences between models fine-tuned from the same pre-trained weights.
+
+Verdicts are paired over seeds (every arm of a seed starts from the same pre-trained model) with
+Student-t 95% intervals, 5 seeds at least: a directional claim holds when the interval lies wholly on its
+side, a claim of no change (attention stays stable; frozen attention forgets as much) when it lies inside
+the margin its text states. Forgetting is judged only where the pre-trained model knew at least half of
+the old attributes (else there is little to lose and a ratio of noise), and a collapse only in arms that
+ran 100 steps. A time that was never reached counts against the claim that needs it (old accuracy that
+never halves refutes "halves first"), or as its lower bound, the arm's last step, where that is the
+conservative side. Each seed's pre-training with all of its
 fine-tunings is one job (pre-training runs once per seed; `--set backend=ray` runs seeds as Ray tasks).
 
 The toy associative memory (appendix F.4): per seed, a ReLU MLP 64 → 256 → 30 learns 8192 random
@@ -47,6 +62,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -62,9 +78,9 @@ from learnlab.engine.rng import NumpyGenerator, generator
 from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.models.mlp import EnsembleMLP
 from learnlab.models.transformer import EnsembleTransformer
-from learnlab.reporting.stats import Cell, Table, describe
+from learnlab.reporting.stats import Cell, Table, above, below, describe, within
 from learnlab.studies import knowledge_acquisition as ka
-from learnlab.studies.base import Claim, RunContext, Study, member_rows
+from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
 from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
 from learnlab.tasks import biographies as bio
 from learnlab.tasks.associative_memory import MemoryBatches, memory_pairs
@@ -72,8 +88,12 @@ from learnlab.tasks.associative_memory import MemoryBatches, memory_pairs
 EARLY = 100  # "the first ~100 fine-tuning steps" of the source
 COLLAPSE = 0.5  # knowledge has collapsed once accuracy is below half its value before fine-tuning
 LEARNT = 0.5  # new knowledge counts as acquired once accuracy reaches 50%
-STABLE = 0.25  # attention is stable if fine-tuning moves it by < 1/4 of what pre-training moved it
-PRETRAINING, TOY = "pre-training", "toy-memory"
+KNOWN = 0.5  # forgetting is judged only where old accuracy before fine-tuning is at least this
+STABLE = 0.10  # equivalence margin: fine-tuning moves attention by < 10% of what pre-training moved it
+SAME = 0.10  # equivalence margin, accuracy points: frozen attention forgets as much as free attention
+MATCHED = 1.1  # arms count as matched when their exposures per new individual differ by < 10%
+CLAIM_SEEDS = 5  # every claim is a t-test over seeds (paired where arms share them)
+PRETRAINING, TOY, FROZEN = "pre-training", "toy-memory", "frozen-attention"
 
 
 class ForgettingConfig(ka.BiographyConfig):
@@ -84,10 +104,16 @@ class ForgettingConfig(ka.BiographyConfig):
     steps: int = Field(1200, gt=0, description="pre-training steps")
     eval_every: int = Field(200, gt=0, description="pre-training evaluations")
     eval_individuals: int = Field(100, gt=0, description="old (and at most as many new) individuals scored")
-    new_values: list[int] = Field([25, 100, 200], min_length=1, description="new individuals of the new-<n> arms")
+    new_values: list[int] = Field([25, 50, 100], min_length=1, description="new individuals of the new-<n> arms")
     replay_weights: list[float] = Field([2, 1 / 2, 1 / 8, 1 / 32], description="replay-<w> arms: old:new = w:1")
-    replay_new: int = Field(100, gt=0, description="new individuals of the replay arms (one of new_values)")
-    ft_steps: int = Field(250, gt=0, description="fine-tuning steps")
+    replay_new: int = Field(
+        50, gt=0, description="new individuals of the replay and frozen-attention arms (one of new_values)"
+    )
+    frozen_attention: bool = Field(True, description="arm frozen-attention-<replay_new>: attention weights frozen")
+    ft_exposures: int = Field(
+        128, ge=0, description="biographies per new individual in every fine-tuning (steps grow with n; 0: ft_steps)"
+    )
+    ft_steps: int = Field(250, gt=0, description="fine-tuning steps of every arm when ft_exposures is 0")
     ft_lr: float = Field(3e-4, gt=0, description="fine-tuning learning rate (constant)")
     ft_eval_early: int = Field(10, gt=0, description="evaluate every this many steps up to step 100 ...")
     ft_eval_every: int = Field(50, gt=0, description="... and every this many after")
@@ -109,8 +135,8 @@ class ForgettingConfig(ka.BiographyConfig):
     def _enough_new(self) -> ForgettingConfig:
         if EARLY % self.ft_eval_early:
             raise ValueError(f"ft_eval_early ({self.ft_eval_early}) must divide {EARLY}: step {EARLY} is measured")
-        if self.replay_weights and self.replay_new not in self.new_values:
-            raise ValueError(f"replay_new ({self.replay_new}) must be one of new_values: its no-replay baseline")
+        if (self.replay_weights or self.frozen_attention) and self.replay_new not in self.new_values:
+            raise ValueError(f"replay_new ({self.replay_new}) must be one of new_values: its baseline arm")
         if max(self.new_values) > self.n_unseen:
             raise ValueError(f"n_unseen ({self.n_unseen}) is fewer than the most new individuals asked for")
         return self
@@ -146,7 +172,7 @@ class ToyConfig(StudyConfig):
 
 
 class Config(GridConfig, ToyConfig, ForgettingConfig):
-    grid_knobs = "new_values, replay_weights and toy"
+    grid_knobs = "new_values, replay_weights, frozen_attention and toy"
     seeds: int = Field(3, ge=1)
     seeds_per_job: int = Field(1, ge=1, description="seeds pre-trained together as one ensemble (one job)")
 
@@ -159,7 +185,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "new_values": [4, 8],
         "replay_weights": [1, 1 / 4],
         "replay_new": 8,
-        "ft_steps": 20,
+        "ft_exposures": 40,  # 20 steps for new-4, 40 for new-8 and frozen-attention-8, 80 and 50 with replay
         "ft_eval_early": 5,
         "ft_eval_every": 10,
         "pattern_sequences": 4,
@@ -172,16 +198,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "toy_ft_steps": 120,
         "toy_eval_every": 20,
     },
-    # N = 400 old individuals (2 layers x 64, 1200 steps: 93% held-out-template accuracy), 7 fine-tunings of 250
-    # steps per seed, 3 seeds, and the toy at the paper's scale: 8.5 minutes (509 s) alone on 2 cores
-    "laptop": {},
+    # N = 400 old individuals (2 layers x 64, 1200 steps: 93% held-out-template accuracy), 5 seeds (the claims'
+    # min_seeds), 128 biographies per new individual: per seed new-25/50/100 run 100/200/400 steps, replay at
+    # n = 50 runs 600/300/225/207 (w = 2 … 1/32), frozen-attention-50 200: 2232 fine-tuning steps against
+    # 1750 before. Estimated from the 509 s measured with 3 seeds and 7 × 250 steps (about 0.05 s a step
+    # with evaluations, the toy ~1 min): (1200 + 2232) steps x 5 seeds ≈ 15 min, the toy at 5 seeds ≈ 1.5
+    # min, ≈ 17 minutes alone on 2 cores; not timed yet
+    "laptop": {"seeds": 5},
     "paper": {  # Zucchet et al.: knowledge-acquisition's paper model and world, fine-tuned at 3e-5
         **ka.PRESETS["paper"],
-        "seeds": 2,  # the claims need two seeds (knowledge-acquisition's paper preset has one)
+        "seeds": 5,  # the claims' min_seeds (knowledge-acquisition's paper preset has one)
         "n_unseen": 16_000,
         "new_values": [1000, 4000, 16_000],
-        "replay_new": 4000,
-        "ft_steps": 4000,
+        "replay_new": 4000,  # 128 exposures each at batch 128: 1000/4000/16000 steps, replay 4125…12000
         "ft_lr": 3e-5,
         "ft_eval_every": 100,
     },
@@ -202,10 +231,43 @@ def weight_label(w: float) -> str:
     return str(f) if math.isclose(float(f), w, rel_tol=1e-9) else f"{w:g}"
 
 
-def fine_tunings(cfg: ForgettingConfig) -> list[tuple[str, int, float]]:
-    """(arm, new individuals, share of old biographies) of every fine-tuning of the biographies."""
-    runs = [(new_arm(n), n, 0.0) for n in cfg.new_values]
-    return runs + [(replay_arm(w), cfg.replay_new, w / (1 + w)) for w in cfg.replay_weights]
+def frozen_arm(n: int) -> str:
+    return f"{FROZEN}-{n}"
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """One fine-tuning of the biographies: its new individuals, its replay weight w (old biographies per
+    new one; 0: none), and whether the attention weights are frozen."""
+
+    arm: str
+    new: int
+    replay: float = 0.0
+    frozen: bool = False
+
+    @property
+    def old_share(self) -> float:
+        return self.replay / (1 + self.replay)
+
+    def steps(self, cfg: ForgettingConfig) -> int:
+        """`ft_exposures` biographies per new individual (steps grow with n, and with 1 + w under replay:
+        arms compare at equal exposures), or `ft_steps` for every arm when ft_exposures is 0."""
+        if not cfg.ft_exposures:
+            return cfg.ft_steps
+        return math.ceil(round(cfg.ft_exposures * self.new * (1 + self.replay) / cfg.batch_size, 6))
+
+    def exposures(self, cfg: ForgettingConfig) -> float:
+        """Expected biographies per new individual over the fine-tuning."""
+        return self.steps(cfg) * cfg.batch_size / (self.new * (1 + self.replay))
+
+
+def fine_tunings(cfg: ForgettingConfig) -> list[FineTuning]:
+    """Every fine-tuning of the biographies, in the summary's arm order."""
+    runs = [FineTuning(new_arm(n), n) for n in cfg.new_values]
+    runs += [FineTuning(replay_arm(w), cfg.replay_new, w) for w in cfg.replay_weights]
+    if cfg.frozen_attention:
+        runs.append(FineTuning(frozen_arm(cfg.replay_new), cfg.replay_new, frozen=True))
+    return runs
 
 
 # --- fine-tuning data, evaluation and the training loop ----------------------------------------------------
@@ -216,8 +278,8 @@ class FineTuningStream(ka.BiographyStream):
     probability `old_share`, else about one of `new` (uniform); member k draws from seed k's generator."""
 
     def __init__(self, cfg: ForgettingConfig, enc: bio.BiographyEncoder, seeds: list[int], new: np.ndarray,
-                 old_share: float):  # fmt: skip
-        super().__init__(cfg.model_copy(update={"steps": cfg.ft_steps}), enc, seeds, list(range(len(seeds))))
+                 old_share: float, steps: int):  # fmt: skip
+        super().__init__(cfg.model_copy(update={"steps": steps}), enc, seeds, list(range(len(seeds))))
         self.gens = [NumpyGenerator(s, "fine-tuning") for s in seeds]
         self.new, self.old_share = new, old_share
 
@@ -304,6 +366,7 @@ def curve_rows(arm: str, seeds: list[int], curve: Curve, extra: dict[str, np.nda
         "old_loss_max_100": values["loss_old"][early].max(0),
         "old_loss_end": values["loss_old"][-1],
         "new_loss_end": values["loss_new"][-1],
+        "ft_steps": np.full(len(seeds), float(steps[-1])),
         **(extra or {}),
     }
     frames = [member_rows(members, steps.tolist(), v, "eval", name) for name, v in values.items()]
@@ -366,17 +429,19 @@ def forgetting_job(cfg: ForgettingConfig, ctx: RunContext) -> pd.DataFrame:
     pre, log, _ = ka.train(cfg, ctx, label=f"{PRETRAINING} · seeds {seeds[0]}–{seeds[-1]}")
     probe = Probe(cfg, enc, pre)
     frames = [pretraining_rows(cfg, enc, log, probe)]
-    for arm, n, old_share in fine_tunings(cfg):
-        new = new_individuals(enc, n)
+    for ft in fine_tunings(cfg):
+        new, steps = new_individuals(enc, ft.new), ft.steps(cfg)
         model = copy.deepcopy(pre)
-        with ctx.progress(f"{arm} · {len(seeds)} fine-tunings", cfg.ft_steps) as update:
+        if ft.frozen:
+            freeze_attention(model)
+        with ctx.progress(f"{ft.arm} · {len(seeds)} fine-tunings", steps) as update:
             curve = train_tracked(
                 model,
                 knowledge(knowledge_sets(cfg, enc, new), cfg),
-                eval_steps(cfg.ft_steps, cfg.ft_eval_early, cfg.ft_eval_every),
-                batch=FineTuningStream(cfg, enc, seeds, new, old_share),
+                eval_steps(steps, cfg.ft_eval_early, cfg.ft_eval_every),
+                batch=FineTuningStream(cfg, enc, seeds, new, ft.old_share, steps),
                 loss_fn=ka.lm_loss(cfg, enc.pad_id),
-                steps=cfg.ft_steps,
+                steps=steps,
                 lr=cfg.ft_lr,
                 weight_decay=cfg.weight_decay,
                 betas=(0.9, cfg.beta2),
@@ -384,8 +449,17 @@ def forgetting_job(cfg: ForgettingConfig, ctx: RunContext) -> pd.DataFrame:
                 on_step=update,
                 cpu_threads=None,
             )
-        frames.append(curve_rows(arm, seeds, curve, probe.change(probe.pre, attention_patterns(model, probe.tokens))))
+        extra = probe.change(probe.pre, attention_patterns(model, probe.tokens))
+        extra["new_exposures"] = np.full(len(seeds), ft.exposures(cfg))
+        frames.append(curve_rows(ft.arm, seeds, curve, extra))
     return pd.concat(frames, ignore_index=True)
+
+
+def freeze_attention(model: EnsembleTransformer) -> None:
+    """No gradient into any attention weight (queries, keys, values, output, their biases): AdamW skips a
+    parameter without a gradient, its weight decay included, so those weights stay the pre-trained ones."""
+    for block in model.blocks:
+        block.attn.requires_grad_(False)
 
 
 def pretraining_rows(cfg: ForgettingConfig, enc: bio.BiographyEncoder, log: TrainLog, probe: Probe) -> pd.DataFrame:
@@ -513,7 +587,8 @@ def _early_drop(metrics: pd.DataFrame, arm: str) -> pd.Series:
 def paired_effects(metrics: pd.DataFrame, cfg: Config) -> Table:
     """Per-seed differences between arms fine-tuned from the same pre-trained model: every replay weight
     against no replay at the same n (`*_vs_no_replay`; `early_drop` = start − minimum within 100 steps),
-    and every n against the fewest new individuals (`old_acc_end_vs_fewest`, `old_loss_end_vs_fewest`)."""
+    frozen attention against free attention at that n (`*_vs_unfrozen`), and every n against the fewest
+    new individuals (`old_acc_end_vs_fewest`, `old_loss_end_vs_fewest`)."""
     arms, table = set(metrics.arm), {}
 
     def add(arm: str, name: str, a: pd.Series, b: pd.Series) -> None:
@@ -527,6 +602,10 @@ def paired_effects(metrics: pd.DataFrame, cfg: Config) -> Table:
             for m in ("old_loss_end", "old_acc_end"):
                 add(arm, f"{m}_vs_no_replay", _per_seed(metrics, arm, m), _per_seed(metrics, base, m))
             add(arm, "early_drop_vs_no_replay", _early_drop(metrics, arm), _early_drop(metrics, base))
+    frozen = frozen_arm(cfg.replay_new)
+    if {frozen, base} <= arms:
+        add(frozen, "early_drop_vs_unfrozen", _early_drop(metrics, frozen), _early_drop(metrics, base))
+        add(frozen, "old_acc_end_vs_unfrozen", *(_per_seed(metrics, a, "old_acc_end") for a in (frozen, base)))
     fewest = new_arm(cfg.new_values[0])
     for arm in (new_arm(n) for n in cfg.new_values[1:]):
         if {arm, fewest} <= arms:
@@ -542,16 +621,31 @@ def _arms(t: Table, prefix: str) -> list[str]:
     return [a for a in t if a.startswith(prefix)]
 
 
+def _n(arm: str) -> int:
+    """The number of new individuals in an arm's name (new-<n>, frozen-attention-<n>)."""
+    return int(arm.rsplit("-", 1)[1])
+
+
 def _values(cell: Cell) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in cell["values"]], dtype=float)
 
 
-def _collapsed(cells: dict[str, Cell]) -> tuple[bool, float]:
-    """Whether the mean minimum within 100 steps is below half the mean start (a start of 0: nothing to
-    lose), and their ratio."""
-    start = cells["old_acc_start"]["mean"]
-    ratio = cells["old_acc_min_100"]["mean"] / start if start > 0 else math.nan
-    return ratio < COLLAPSE, ratio
+def _ratio(cells: dict[str, Cell]) -> Cell:
+    """Per seed: old accuracy's minimum within 100 steps over its value before fine-tuning."""
+    return describe(_values(cells["old_acc_min_100"]) / _values(cells["old_acc_start"]))
+
+
+def _ran(cells: dict[str, Cell], steps: int) -> bool:
+    """The arm fine-tuned for at least `steps` steps in every seed (runs made before `ft_steps`: 250)."""
+    return "ft_steps" not in cells or min(_values(cells["ft_steps"])) >= steps
+
+
+def _unknown(t: Table, arms: list[str]) -> str | None:
+    """Why forgetting cannot be judged in these arms, if it cannot: the model knew too little to lose."""
+    start = min(t[a]["old_acc_start"]["mean"] for a in arms)
+    if start < KNOWN:
+        return f"old accuracy before fine-tuning is {100 * start:.0f}%: too little to lose ({100 * KNOWN:.0f}% needed)"
+    return None
 
 
 def _trajectory(cells: dict[str, Cell]) -> str:
@@ -562,10 +656,28 @@ def _trajectory(cells: dict[str, Cell]) -> str:
     )
 
 
-def _fast_collapse(t: Table) -> tuple[bool, str]:
-    arms = _arms(t, "new-")
-    held = bool(arms) and all(_collapsed(t[a])[0] for a in arms)
-    return held, "old-individual accuracy " + "; ".join(f"{a}: {_trajectory(t[a])}" for a in arms)
+def _ci(cell: Cell, scale: float = 100, unit: str = "%", sign: str = "") -> str:
+    lo, hi = cell["ci95"]
+    return f"{scale * cell['mean']:{sign}.1f}{unit} (95% CI {scale * lo:{sign}.1f} to {scale * hi:{sign}.1f})"
+
+
+def _points(cell: Cell) -> str:
+    return _ci(cell, 100, " points", "+")
+
+
+def _collapse(t: Table, arms: list[str]) -> tuple[bool | None, str]:
+    """In every arm that ran 100 steps, old accuracy's minimum within them over its start: t-interval
+    below 1/2 (knowledge has collapsed)."""
+    arms = [a for a in arms if _ran(t[a], EARLY)]
+    if not arms:
+        return None, f"no arm ran {EARLY} fine-tuning steps"
+    if why := _unknown(t, arms):
+        return None, why
+    cells = {a: _ratio(t[a]) for a in arms}
+    return every([below(c, COLLAPSE) for c in cells.values()]), "old-individual accuracy " + "; ".join(
+        f"{a}: {_trajectory(t[a])}, minimum within {EARLY} steps {_ci(c, 100, '% of the start')}"
+        for a, c in cells.items()
+    )
 
 
 def _half_steps(cells: dict[str, Cell]) -> tuple[np.ndarray, np.ndarray]:
@@ -574,16 +686,27 @@ def _half_steps(cells: dict[str, Cell]) -> tuple[np.ndarray, np.ndarray]:
     return np.where(np.isnan(old), np.inf, old), np.where(np.isnan(new), np.inf, new)
 
 
-def _slow_acquisition(t: Table) -> tuple[bool, str]:
-    arms, parts, held = _arms(t, "new-"), [], True
-    for a in arms:
-        old, new = _half_steps(t[a])
-        held &= bool(np.all(old < new))
-        parts.append(
-            f"{a}: old halved by step {_steps(old)}, new reached 50% at {_steps(new)}; "
-            f"new accuracy {100 * t[a]['new_acc_100']['mean']:.0f}% at step 100"
-        )
-    return bool(arms) and held, "; ".join(parts)
+def _forgets_before_learning(cells: dict[str, Cell]) -> tuple[bool | None, str]:
+    """Per seed, the step new accuracy reaches 50% minus the step old accuracy halved (a new accuracy that
+    never gets there counts at the arm's last step, a lower bound), t-interval above 0; and new accuracy
+    rises (end minus start above 0: knowledge is acquired, slowly). An old accuracy that never halves in
+    some seed refutes: that seed did not forget first."""
+    old, new = _half_steps(cells)
+    last = _values(cells["ft_steps"]) if "ft_steps" in cells else np.full(old.size, np.nan)
+    delay = describe(np.where(np.isinf(new), last, new) - old)
+    gain = describe(_values(cells["new_acc_end"]) - _values(cells["new_acc_start"]))
+    never = int(np.isinf(old).sum())
+    held = False if never else every([above(delay), above(gain)])
+    return held, (
+        f"new reaches 50% minus old halves: {_ci(delay, 1, ' steps', '+') if delay['mean'] is not None else 'n/a'}"
+        f" (old halved: {_when(old)}; new at 50%: {_when(new)})"
+        + (f", old never halved in {never} seed(s)" if never else "")
+        + f"; new accuracy gained {_points(gain)}, {100 * cells['new_acc_100']['mean']:.0f}% at step {EARLY}"
+    )
+
+
+def _when(values: np.ndarray) -> str:
+    return "never" if not np.isfinite(values).any() else f"step {_steps(values)}"
 
 
 def _steps(values: np.ndarray) -> str:
@@ -594,98 +717,172 @@ def _steps(values: np.ndarray) -> str:
     return f"{finite.mean():.0f}" + (f" (never in {never} of {len(values)} seeds)" if never else "")
 
 
-def _more_new_more_forgetting(t: Table) -> tuple[bool, str]:
+def _fast_collapse(t: Table) -> tuple[bool | None, str]:
+    return _collapse(t, _arms(t, "new-"))
+
+
+def _slow_acquisition(t: Table) -> tuple[bool | None, str]:
     arms = _arms(t, "new-")
-    largest = arms[-1]
-    diff = t[largest]["old_acc_end_vs_fewest"]
-    means = [t[a]["old_acc_end"]["mean"] for a in arms]
-    monotone = all(b <= a for a, b in zip(means, means[1:], strict=False))
-    held = monotone and diff["ci95"][1] < 0
-    return held, (
-        "final old-individual accuracy " + ", ".join(f"{a} {100 * m:.1f}%" for a, m in zip(arms, means, strict=True))
-        + f"; {largest} minus {arms[0]}: {_points(diff)}"
-    )  # fmt: skip
+    if not arms:
+        return None, "no new-<n> arm"
+    if why := _unknown(t, arms):
+        return None, why
+    judged = {a: _forgets_before_learning(t[a]) for a in arms}
+    return every([held for held, _ in judged.values()]), "; ".join(f"{a}: {e}" for a, (_, e) in judged.items())
 
 
-def _points(cell: Cell) -> str:
-    lo, hi = cell["ci95"]
-    return f"{100 * cell['mean']:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
+def _more_new_more_forgetting(t: Table) -> tuple[bool | None, str]:
+    """Per seed, the least-squares slope of final old accuracy on log2(n) across the new-<n> arms, at
+    matched exposures per new individual: t-interval below 0."""
+    arms = sorted(_arms(t, "new-"), key=_n)
+    if len(arms) < 2:
+        return None, "fewer than two new-<n> arms"
+    exposures = [t[a]["new_exposures"]["mean"] for a in arms]
+    if max(exposures) > MATCHED * min(exposures):
+        return None, "the arms are not at matched exposures per new individual: " + ", ".join(
+            f"{a} {e:.0f}" for a, e in zip(arms, exposures, strict=True)
+        )
+    if why := _unknown(t, arms):
+        return None, why
+    x = np.log2([_n(a) for a in arms])
+    y = np.stack([_values(t[a]["old_acc_end"]) for a in arms])  # [arms, seeds]
+    slope = describe((x - x.mean()) @ (y - y.mean(0)) / ((x - x.mean()) @ (x - x.mean())))
+    largest = t[arms[-1]].get("old_acc_end_vs_fewest")
+    return below(slope), (
+        f"at {np.mean(exposures):.0f} biographies per new individual, final old-individual accuracy per doubling "
+        f"of n: {_points(slope)}; means "
+        + ", ".join(f"{a} {100 * t[a]['old_acc_end']['mean']:.1f}%" for a in arms)
+        + (f"; {arms[-1]} minus {arms[0]}: {_points(largest)}" if largest else "")
+    )
 
 
-def _replay_softens(t: Table) -> tuple[bool, str]:
+def _replay_softens(t: Table) -> tuple[bool | None, str]:
     arms = _arms(t, "replay-")
+    if not arms:
+        return None, "no replay arm"
+    if why := _unknown(t, arms):
+        return None, why
     cells = [t[a]["old_loss_end_vs_no_replay"] for a in arms]
-    held = bool(arms) and all(c["ci95"][1] < 0 for c in cells)
-    return held, "final old-individual loss minus no replay: " + "; ".join(
-        f"{a} {c['mean']:+.2f} nats (95% CI {c['ci95'][0]:+.2f} to {c['ci95'][1]:+.2f})"
-        for a, c in zip(arms, cells, strict=True)
+    return every([below(c) for c in cells]), "final old-individual loss minus no replay: " + "; ".join(
+        f"{a} {_ci(c, 1, ' nats', '+')}" for a, c in zip(arms, cells, strict=True)
     )
 
 
-def _replay_still_collapses(t: Table) -> tuple[bool, str]:
+def _replay_still_collapses(t: Table) -> tuple[bool | None, str]:
     arms = _arms(t, "replay-")
-    held = bool(arms) and all(_collapsed(t[a])[0] for a in arms)
-    return held, "old-individual accuracy " + "; ".join(
-        f"{a}: {_trajectory(t[a])} (early drop vs no replay {_points(t[a]['early_drop_vs_no_replay'])})" for a in arms
+    if not arms:
+        return None, "no replay arm"
+    held, evidence = _collapse(t, arms)
+    drops = [a for a in arms if "early_drop_vs_no_replay" in t[a]]
+    return held, evidence + (
+        "; drop to the minimum minus no replay (shown, not tested): "
+        + ", ".join(f"{a} {_points(t[a]['early_drop_vs_no_replay'])}" for a in drops)
+        if drops
+        else ""
     )
 
 
-def _attention_stable(t: Table) -> tuple[bool, str]:
+def _attention_stable(t: Table) -> tuple[bool | None, str]:
+    """Per seed, arm and layer: the fine-tuning's attention change at recall queries over what pre-training
+    changed (init → pre-trained); every such ratio's t-interval inside ±STABLE (equivalence)."""
     layers = sorted(m for m in t[PRETRAINING] if m.startswith("attn_recall_change_l"))
     arms = _arms(t, "new-") + _arms(t, "replay-")
-    parts, held = [], bool(arms and layers)
+    if not (arms and layers):
+        return None, "no fine-tuning arm or no attention measurement"
+    cells = {(a, m): describe(_values(t[a][m]) / _values(t[PRETRAINING][m])) for a in arms for m in layers}
+    parts = []
     for m in layers:
-        scale = t[PRETRAINING][m]["mean"]
-        worst = max(t[a][m]["mean"] for a in arms)
-        held &= worst < STABLE * scale
-        parts.append(f"layer {m.rsplit('_l', 1)[1]}: at most {100 * worst:.1f}% vs {100 * scale:.1f}% in pre-training")
-    return held, "total-variation distance of attention at recall queries, fine-tuning vs pre-training: " + "; ".join(
-        parts
+        worst = max(arms, key=lambda a: cells[a, m]["ci95"][1])
+        parts.append(
+            f"layer {m.rsplit('_l', 1)[1]}: largest {worst} {_ci(cells[worst, m], 100, '% of pre-training')}, "
+            f"pre-training moved it {100 * t[PRETRAINING][m]['mean']:.0f}%"
+        )
+    return every([within(c, STABLE) for c in cells.values()]), (
+        "attention change at recall queries (TV distance), fine-tuning over pre-training, per seed: " + "; ".join(parts)
     )
 
 
-def _toy_forgets_first(t: Table) -> tuple[bool, str]:
-    arms = _arms(t, TOY)
-    old, new = _half_steps(t[TOY])
-    held = bool(np.all(old < new))
-    return held, "; ".join(
-        f"{a}: old-pair accuracy {_trajectory(t[a])}, halved by step {_steps(_half_steps(t[a])[0])}"
-        f"; new pairs reach 50% at step {_steps(_half_steps(t[a])[1])} (end {100 * t[a]['new_acc_end']['mean']:.0f}%)"
-        for a in arms
+def _frozen_forgets_alike(t: Table) -> tuple[bool | None, str]:
+    """With the attention weights frozen, old knowledge is lost as much as with them free: the paired
+    differences of the early drop and of final old accuracy both inside ±SAME (equivalence). Undetermined
+    where the free arm did not collapse: equal non-forgetting says nothing about where knowledge is lost."""
+    frozen = _arms(t, FROZEN)
+    if not frozen:
+        return None, "no frozen-attention arm"
+    arm, free = frozen[0], new_arm(_n(frozen[0]))
+    if why := _unknown(t, [free]):
+        return None, why
+    if below(_ratio(t[free]), COLLAPSE) is not True:
+        return None, f"{free} (attention free) did not collapse: {_trajectory(t[free])}; no forgetting to compare"
+    drop, end = t[arm]["early_drop_vs_unfrozen"], t[arm]["old_acc_end_vs_unfrozen"]
+    return every([within(drop, SAME), within(end, SAME)]), (
+        f"{arm} minus {free}: drop within {EARLY} steps {_points(drop)}, final old accuracy {_points(end)}; "
+        f"old accuracy {_trajectory(t[arm])} frozen vs {_trajectory(t[free])} free"
+    )
+
+
+def _toy_forgets_first(t: Table) -> tuple[bool | None, str]:
+    if why := _unknown(t, [TOY]):
+        return None, why
+    held, evidence = _forgets_before_learning(t[TOY])
+    return held, f"{TOY}: old-pair accuracy {_trajectory(t[TOY])}; {evidence}" + "".join(
+        f"; {a} (shown, not tested): halved by step {_steps(_half_steps(t[a])[0])}, new pairs at 50% by "
+        f"{_steps(_half_steps(t[a])[1])}"
+        for a in _arms(t, f"{TOY}-new-")
     )
 
 
 CLAIMS = (
     Claim(
-        "Pre-training knowledge collapses within the first ~100 fine-tuning steps: old-individual accuracy "
-        "falls below half its starting value, for every number of new individuals",
+        f"Pre-training knowledge collapses within the first ~{EARLY} fine-tuning steps: in every new-<n> arm, old "
+        f"accuracy's minimum within {EARLY} steps over its start has a 95% t-interval below {COLLAPSE:.0%}",
         _fast_collapse,
+        CLAIM_SEEDS,
     ),
     Claim(
-        "New knowledge is acquired slowly: old accuracy halves before new-individual accuracy reaches 50%, "
-        "in every seed and arm",
+        "New knowledge is acquired slowly: in every new-<n> arm, new-individual accuracy reaches 50% later than "
+        "old accuracy halves, and rises (per-seed differences, 95% t-intervals above 0)",
         _slow_acquisition,
+        CLAIM_SEEDS,
     ),
     Claim(
-        "More new individuals, more forgetting: final old-individual accuracy falls with n (means monotone, "
-        "largest minus fewest below 0)",
+        "More new individuals, more forgetting: at matched exposures per new individual, final old-individual "
+        "accuracy falls with n (per-seed slope on log2 n, 95% t-interval below 0)",
         _more_new_more_forgetting,
+        CLAIM_SEEDS,
     ),
-    Claim("Replay of old individuals softens the final loss at every weight (2 … 1/32)", _replay_softens),
     Claim(
-        "Replay does not prevent the initial collapse: old accuracy still falls below half within 100 steps "
-        "at every replay weight",
+        "Replay of old individuals softens the final loss at every weight (2 … 1/32): final old loss minus no "
+        "replay, paired by seed, 95% t-interval below 0",
+        _replay_softens,
+        CLAIM_SEEDS,
+    ),
+    Claim(
+        f"Replay does not prevent the initial collapse: at every replay weight, old accuracy's minimum within "
+        f"{EARLY} steps over its start has a 95% t-interval below {COLLAPSE:.0%}",
         _replay_still_collapses,
+        CLAIM_SEEDS,
     ),
     Claim(
-        f"Attention patterns stay stable: at the queries that recall a value, fine-tuning moves every layer's "
-        f"attention by less than {STABLE:.0%} of what pre-training moved it (TV distance), in every arm",
+        f"Attention patterns stay stable: in every new-<n> and replay arm and layer, fine-tuning moves attention at "
+        f"the queries that recall a value by less than {STABLE:.0%} of what pre-training moved it (TV distance; "
+        f"per-seed ratio, 95% t-interval inside ±{STABLE:.0%})",
         _attention_stable,
+        CLAIM_SEEDS,
     ),
     Claim(
-        "The toy associative memory forgets fast: old-pair accuracy halves before new-pair accuracy "
-        "reaches 50% (arm toy-memory)",
+        f"Forgetting does not run through attention: with every attention weight frozen (arm "
+        f"frozen-attention-<n>), old knowledge is lost as much as with attention free (new-<n>) — drop within "
+        f"{EARLY} steps and final old accuracy, paired differences with 95% t-intervals inside ±{100 * SAME:.0f} "
+        "points",
+        _frozen_forgets_alike,
+        CLAIM_SEEDS,
+    ),
+    Claim(
+        "The toy associative memory forgets fast: old-pair accuracy halves before new-pair accuracy reaches 50%, "
+        "and new-pair accuracy rises (arm toy-memory; per-seed differences, 95% t-intervals above 0)",
         _toy_forgets_first,
+        CLAIM_SEEDS,
     ),
 )
 
@@ -713,7 +910,7 @@ def notes(summary: dict[str, Any]) -> list[str]:
             + ", ".join(f"{100 * pre[m]['mean']:.0f}%" for m in sorted(pre) if m.startswith("attn_change_l"))
             + " (all queries, per layer)."
         )
-        arms = _arms(t, "new-") + _arms(t, "replay-")
+        arms = _arms(t, "new-") + _arms(t, "replay-") + _arms(t, FROZEN)
         if arms:
             out.append(
                 "Attention change in fine-tuning, all real queries / recall queries, per layer: "
@@ -744,7 +941,7 @@ def notes(summary: dict[str, Any]) -> list[str]:
             + ", ".join(f"{_toy_pairs_of(a, c)}: {100 * t[a]['old_acc_end']['mean']:.1f}%" for a in toys)
             + "."
         )
-    return out + _budget_notes(t) + _replay_notes(t)
+    return out + _budget_notes(t) + _replay_notes(t) + _frozen_notes(t)
 
 
 def _toy_pairs_of(arm: str, c: dict[str, Any]) -> int:
@@ -752,18 +949,40 @@ def _toy_pairs_of(arm: str, c: dict[str, Any]) -> int:
 
 
 def _budget_notes(t: Table) -> list[str]:
-    """At a fixed budget, n also decides how much of the new set is learnt: both numbers side by side."""
-    arms = _arms(t, "new-")
+    """How much of the new set each n learnt beside what it forgot, with the steps and exposures it took
+    (runs before `new_exposures`: every arm had the same steps, so fewer individuals were seen more often)."""
+    arms = sorted(_arms(t, "new-"), key=_n)
     if len(arms) < 2:
         return []
+    matched = all("new_exposures" in t[a] for a in arms)
+
+    def budget(a: str) -> str:
+        cells = t[a]
+        return f" ({cells['ft_steps']['mean']:.0f} steps, {cells['new_exposures']['mean']:.0f} each)" if matched else ""
+
     return [
-        "Forgetting against how much of the new set was learnt, at the same number of steps (new accuracy / "
-        "old accuracy at the end): "
+        "Forgetting against how much of the new set was learnt (new accuracy / old accuracy at the end), "
+        + ("at matched exposures per new individual: " if matched else "at the same number of steps: ")
         + ", ".join(
-            f"{a} {100 * t[a]['new_acc_end']['mean']:.0f}% / {100 * t[a]['old_acc_end']['mean']:.0f}%" for a in arms
+            f"{a} {100 * t[a]['new_acc_end']['mean']:.0f}% / {100 * t[a]['old_acc_end']['mean']:.0f}%{budget(a)}"
+            for a in arms
         )
         + "."
     ]
+
+
+def _frozen_notes(t: Table) -> list[str]:
+    """Frozen attention beside free attention: does forgetting need attention to move?"""
+    out = []
+    for arm in _arms(t, FROZEN):
+        free = new_arm(_n(arm))
+        if free in t and "early_drop_vs_unfrozen" in t[arm]:
+            out.append(
+                f"Attention frozen ({arm}) against free ({free}): old accuracy {_trajectory(t[arm])} against "
+                f"{_trajectory(t[free])}; new accuracy at the end {100 * t[arm]['new_acc_end']['mean']:.0f}% against "
+                f"{100 * t[free]['new_acc_end']['mean']:.0f}%."
+            )
+    return out
 
 
 def _replay_notes(t: Table) -> list[str]:
@@ -795,8 +1014,12 @@ def _mean_curve(metrics: pd.DataFrame, arm: str, metric: str) -> tuple[np.ndarra
 def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
     import matplotlib.pyplot as plt
 
+    from learnlab.reporting.figures import captioned
+
     t, out = summary["table"], {}
-    tuned = _arms(t, "new-") + _arms(t, "replay-") + _arms(t, TOY)
+    seeds = len(summary.get("seeds") or summary["config"].get("seeds") or [])
+    seeds_text = f"{seeds} seeds" if seeds else "the seeds"
+    tuned = _arms(t, "new-") + _arms(t, "replay-") + _arms(t, FROZEN) + _arms(t, TOY)
     if tuned:  # instead of the generic bars of every metric: the four the study is about
         fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(tuned) + 2), 4))
         names = ("old_acc_start", "old_acc_min_100", "old_acc_end", "new_acc_end")
@@ -811,23 +1034,36 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
         )
         ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
         fig.tight_layout()
-        out["final"] = fig
+        out["final"] = captioned(
+            fig,
+            f"Per fine-tuning arm: old accuracy before fine-tuning, its minimum within {EARLY} steps and at the end, "
+            f"and new accuracy at the end (held-out templates); bars are means over {seeds_text}, error bars the "
+            "95% t-interval of the mean.",
+        )
     if PRETRAINING in t:  # instead of the generic figure's panel per metric of every arm
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
         for name, label in (("heldout_templates", "old, held-out templates"), ("unseen", "never seen (new)")):
             ax.plot(*_mean_curve(metrics, PRETRAINING, f"acc_{name}"), label=label)
             ax2.plot(*_mean_curve(metrics, PRETRAINING, f"loss_{name}"), label=label)
-        ax2.axhline(bio.no_knowledge_baseline(), color="black", ls=":", lw=1, label="no-knowledge baseline")
+        pools = {k: v for k, v in summary["config"].items() if k in bio.pool_limits()}
+        ax2.axhline(bio.no_knowledge_baseline(bio.Pools(**pools)), color="black", ls=":", lw=1,
+                    label="no-knowledge baseline")  # fmt: skip
         ax.set(xlabel="pre-training step", ylabel="attribute accuracy", title="Pre-training (mean over seeds)")
         ax2.set(xlabel="pre-training step", ylabel="attribute loss (nats)", title="Pre-training")
         ax2.legend(fontsize=7)
         fig.tight_layout()
-        out["learning_curves"] = fig
+        out["learning_curves"] = captioned(
+            fig,
+            f"Pre-training: attribute accuracy and loss of the old individuals (held-out templates) and of never-seen "
+            f"ones; mean over {seeds_text}, no band.",
+        )
     groups = {"new individuals (no replay)": _arms(t, "new-")}
     if replays := _arms(t, "replay-"):
         groups["replay (n = " + str(summary["config"]["replay_new"]) + ")"] = [
             new_arm(summary["config"]["replay_new"]), *replays
         ]  # fmt: skip
+    if frozen := _arms(t, FROZEN):
+        groups["attention frozen (n = " + str(_n(frozen[0])) + ")"] = [new_arm(_n(frozen[0])), *frozen]
     groups = {k: v for k, v in groups.items() if v}
     if groups:
         fig, axes = plt.subplots(2, len(groups), figsize=(5.2 * len(groups), 7), squeeze=False)
@@ -843,7 +1079,12 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
             axes[0][col].legend(fontsize=6, ncol=2)
         fig.suptitle("Old individuals (solid) and new ones (dashed) during fine-tuning; dotted: step 100")
         fig.tight_layout()
-        out["forgetting"] = fig
+        out["forgetting"] = captioned(
+            fig,
+            f"Held-out-template accuracy and loss of old (solid) and new (dashed) individuals along each fine-tuning, "
+            f"mean over {seeds_text}, no band; arms end at different steps because each new individual gets the same "
+            f"number of biographies (steps grow with n and with replay); dotted line: step {EARLY}.",
+        )
 
     toys = _arms(t, TOY)
     if toys:
@@ -859,10 +1100,14 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
         ax.set_title("Toy associative memory: old pairs (solid), new pairs (dashed)")
         ax.legend(fontsize=6)
         fig.tight_layout()
-        out["toy_memory"] = fig
+        out["toy_memory"] = captioned(
+            fig,
+            f"Toy associative memory: accuracy and cross-entropy on all old (solid) and all new (dashed) pairs during "
+            f"fine-tuning, mean over {seeds_text}, no band; x linear to step {EARLY}, logarithmic after.",
+        )
 
     if PRETRAINING in t and groups:
-        arms = [PRETRAINING] + _arms(t, "new-") + _arms(t, "replay-")
+        arms = [PRETRAINING] + _arms(t, "new-") + _arms(t, "replay-") + _arms(t, FROZEN)
         layers = sorted(m for m in t[PRETRAINING] if m.startswith("attn_change_l"))
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
         for ax, prefix, title in ((axes[0], "attn_change_l", "all queries"),
@@ -876,7 +1121,13 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
         axes[0].legend(fontsize=6)
         fig.suptitle("pre-training: initialisation → pre-trained; other arms: pre-trained → fine-tuned")
         fig.tight_layout()
-        out["attention"] = fig
+        out["attention"] = captioned(
+            fig,
+            f"How far attention moved (total-variation distance between attention distributions, mean over heads and "
+            f"queries), per layer: pre-training from initialisation, each fine-tuning from the pre-trained model; "
+            f"bars are means over {seeds_text}, no error bars (the claim's interval is on the per-seed ratio to "
+            f"pre-training, in the verdict).",
+        )
     return out
 
 

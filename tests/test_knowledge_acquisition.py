@@ -225,3 +225,13 @@ def test_the_world_and_its_baselines_follow_the_pool_knobs():
     pooled, empirical = ka.baselines(cfg)
     assert pooled == pytest.approx(bio.no_knowledge_baseline(cfg.pools)) and pooled < bio.no_knowledge_baseline()
     assert empirical == pytest.approx(bio.empirical_baseline(world)) and empirical <= pooled
+
+
+def test_the_laptop_world_keeps_n_well_above_every_value_pool():
+    """C1/C3: the phases separate only when N is well above the pools (days, months, years, cities, ...)."""
+    from learnlab.api import resolve
+
+    _, cfg = resolve("knowledge-acquisition", preset="laptop")
+    largest = max(12, *(getattr(cfg.pools, key) for key in bio.pool_limits()))
+    assert cfg.n_individuals >= 5 * largest and cfg.seeds >= 5
+    assert (cfg.schedule_steps or cfg.steps) >= cfg.steps

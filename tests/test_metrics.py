@@ -59,6 +59,7 @@ def test_phases_a_clear_plateau_is_accepted_with_exact_boundaries():
     phases = detect_phases(STEPS, loss, acc, baseline=4.0)
     assert (phases.phase1_end_step, phases.plateau_end_step) == (300, 800)  # 800: the loss leaves the band
     assert phases.plateau and phases.plateau_evals == 5 and phases.reason.startswith("plateau: 5 evaluations")
+    assert phases.flatness == pytest.approx(0.0008 / 0.0385, rel=0.01)
     # slope over 300..700: -0.0008/step, far under 1/5 of phase 1's (12 - 4.3) / 200 = 0.0385/step
     knowing = acc.copy()
     knowing[6] = 0.06  # accuracy reaches 5% at step 700 while the loss is still in the band
@@ -81,6 +82,7 @@ def test_phases_a_steady_descent_through_the_band_is_not_a_plateau():
     phases = detect_phases(steps, loss, np.zeros(40), baseline=4.0)
     assert (phases.phase1_end_step, phases.plateau_evals) == (31, 3)
     assert math.isnan(phases.plateau_end_step) and "-2.50e-01 nats/step" in phases.reason
+    assert phases.flatness == pytest.approx(1.0)
 
 
 def test_phases_a_curve_that_never_reaches_the_band_has_no_boundaries():

@@ -6,7 +6,7 @@ Each is a small pure function on tensors or arrays, checked on hand-computed cas
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -104,6 +104,7 @@ class Phases:
     plateau_end_step: float  # the first evaluation after an accepted plateau; NaN if none, or if it never ended
     plateau: bool = False  # an accepted plateau (it may last to the end of training)
     plateau_evals: int = 0  # evaluations in the band with accuracy < PLATEAU_ACCURACY, from phase 1's end
+    flatness: float = math.nan  # |the plateau's loss slope| / phase 1's descent rate, where both were measured
     reason: str = ""
 
 
@@ -142,12 +143,13 @@ def detect_phases(steps: np.ndarray, loss: np.ndarray, accuracy: np.ndarray, bas
     if descent <= 0:
         return rejected("the loss rose into the band instead of falling into it")
     slope = float(np.polyfit(steps[start:stop], loss[start:stop], 1)[0])
-    if abs(slope) >= PLATEAU_FLATNESS * descent:
-        return rejected(f"the loss moved {slope:+.2e} nats/step in the band, not under {PLATEAU_FLATNESS:g} of "
-                        f"phase 1's descent ({descent:.2e}/step)")  # fmt: skip
+    flatness = abs(slope) / descent
+    if flatness >= PLATEAU_FLATNESS:
+        return replace(rejected(f"the loss moved {slope:+.2e} nats/step in the band, not under {PLATEAU_FLATNESS:g} of "
+                        f"phase 1's descent ({descent:.2e}/step)"), flatness=flatness)  # fmt: skip
     until = f"until step {end:.0f}" if stop < len(steps) else "to the end of training"
     reason = f"plateau: {count} evaluations from step {phase1_end:.0f} {until}, slope {slope:+.2e} nats/step"
-    return Phases(phase1_end, end, plateau=True, plateau_evals=count, reason=reason)
+    return Phases(phase1_end, end, plateau=True, plateau_evals=count, flatness=flatness, reason=reason)
 
 
 def _plateau_exit(loss: np.ndarray, accuracy: np.ndarray, stop: int, baseline: float, band: float) -> str:

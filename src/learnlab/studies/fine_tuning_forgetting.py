@@ -198,13 +198,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "toy_ft_steps": 120,
         "toy_eval_every": 20,
     },
-    # N = 400 old individuals (2 layers x 64, 1200 steps: 93% held-out-template accuracy), 5 seeds (the claims'
-    # min_seeds), 128 biographies per new individual: per seed new-25/50/100 run 100/200/400 steps, replay at
-    # n = 50 runs 600/300/225/207 (w = 2 … 1/32), frozen-attention-50 200: 2232 fine-tuning steps against
-    # 1750 before. Estimated from the 509 s measured with 3 seeds and 7 × 250 steps (about 0.05 s a step
-    # with evaluations, the toy ~1 min): (1200 + 2232) steps x 5 seeds ≈ 15 min, the toy at 5 seeds ≈ 1.5
-    # min, ≈ 17 minutes alone on 2 cores; not timed yet
-    "laptop": {"seeds": 5},
+    # Issue 11: the laptop world (pools of 40), N = 300 old individuals pre-trained 700 steps (75 passes),
+    # 5 seeds; 64 biographies per new individual: new-50/100 run 100/200 steps, replay at n = 50 with
+    # w = 2 and 1/8 runs 300/113, frozen-attention-50 100: 813 fine-tuning steps a seed, about 0.11 s a
+    # member-step on 2 cores
+    "laptop": {"seeds": 5, **ka.LAPTOP_POOLS, "n_individuals": 300, "steps": 700, "new_values": [50, 100],
+               "replay_new": 50, "replay_weights": [2, 1 / 8], "ft_exposures": 64,
+               "schedule_steps": 1400},  # pre-training's lr >= 90% of its peak until step 300, past the plateau
     "paper": {  # Zucchet et al.: knowledge-acquisition's paper model and world, fine-tuned at 3e-5
         **ka.PRESETS["paper"],
         "seeds": 5,  # the claims' min_seeds (knowledge-acquisition's paper preset has one)

@@ -69,9 +69,13 @@ class Config(GridConfig, ka.BiographyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {**ka.PRESETS["smoke"], "n_values": [10, 20], "steps": 30, "eval_every": 10, "schedule_steps": 60},
-    # N = 100 … 1600; 3 seeds took 12.7 min alone on 2 cores (761 s), exponent 1.08 (R² 0.986). 5 seeds from
-    # issue 11 on (the biography studies' floor); to be re-timed with the re-scaled world.
-    "laptop": {"seeds": 5},
+    # The laptop world (pools of 40: N >= 5x every non-name pool from N = 200), N = 200 … 675 in steps of 1.5x,
+    # 5 seeds; each N stops once every seed's plateau has ended (near 0.6·N steps), an evaluation of 60
+    # individuals every 15 steps so the shortest plateau spans >= 4 of them; the cosine (4000 steps) keeps the
+    # learning rate >= 95% of its peak through every plateau. Before issue 11 (paper pools, N = 100 … 1600,
+    # 3 seeds): 12.7 min alone on 2 cores, exponent 1.08.
+    "laptop": {"seeds": 5, **ka.LAPTOP_POOLS, "n_values": [200, 300, 450, 675], "eval_every": 15,
+               "eval_individuals": 60},
     "paper": {**ka.PRESETS["paper"], "n_values": [4000, 8000, 16000, 32000, 64000], "seeds": 5, "steps": 16000,
               "schedule_steps": 16000, "eval_every": 100},  # fmt: skip
 }

@@ -1,4 +1,5 @@
 import os
+import sys
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as learnlab sets it, but before torch loads here
 
@@ -10,6 +11,8 @@ import torch  # noqa: E402
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+    if "matplotlib.pyplot" in sys.modules:  # tests that draw a study's figures without saving them
+        sys.modules["matplotlib.pyplot"].close("all")
 
 
 @pytest.fixture

@@ -235,3 +235,23 @@ def test_the_laptop_world_keeps_n_well_above_every_value_pool():
     largest = max(12, *(getattr(cfg.pools, key) for key in bio.pool_limits()))
     assert cfg.n_individuals >= 5 * largest and cfg.seeds >= 5
     assert (cfg.schedule_steps or cfg.steps) >= cfg.steps
+
+
+def test_training_stops_once_every_seed_is_past_its_plateau_whether_or_not_one_was_accepted():
+    """With the real-plateau detector a seed without a plateau has no plateau end: the stop must not wait
+    for one (at N = 200 in the laptop world that kept a 165-step question training for 3000 steps)."""
+    from learnlab.engine.train import TrainLog
+
+    steps = [0, 100, 200, 300, 400]
+    straight = ([12.0, 7.0, 4.3, 2.0, 1.0], [0.0, 0.0, 0.02, 0.3, 0.6])  # through the band: no plateau
+    waiting = ([12.0, 7.0, 4.3, 4.2, 4.1], [0.0, 0.0, 0.02, 0.02, 0.03])  # in the band, not yet knowing
+
+    def log(*curves):
+        def at(i: int) -> dict:
+            loss, acc = (torch.tensor([c[k][i] for c in curves]) for k in (0, 1))
+            return {"loss_heldout_templates": loss, "acc_heldout_templates": acc}
+
+        return TrainLog(torch.zeros(400, len(curves)), [(s, at(i)) for i, s in enumerate(steps)])
+
+    assert ka.plateau_ended(log(straight), baseline=4.0)
+    assert not ka.plateau_ended(log(straight, waiting), baseline=4.0)

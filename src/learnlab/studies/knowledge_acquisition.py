@@ -53,6 +53,7 @@ from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.metrics import (
     MIN_PLATEAU_EVALS,
     NEAR_BASELINE,
+    PLATEAU_ACCURACY,
     PLATEAU_FLATNESS,
     AttributeScores,
     attribute_scores,
@@ -404,13 +405,23 @@ def train(
 
 
 def plateau_ended(log: TrainLog, baseline: float) -> bool:
-    """Every member's plateau is over: the detector accepted it and it ended (`detect_phases` against the
-    empirical baseline). A member whose curve shows no plateau keeps the run going to its last step."""
+    """Every member is past its plateau, or past where one could have been: after phase 1 (`detect_phases`
+    against the empirical baseline), its accuracy has reached the plateau's 5% line. Whether the detector
+    accepted a plateau does not matter here: a member without one would otherwise train to its last step
+    (at N = 200 in the laptop world, 3000 steps for a question settled by step 165)."""
     steps = np.array([s for s, _ in log.evals])
     loss = np.stack([m["loss_heldout_templates"].numpy() for _, m in log.evals])
     acc = np.stack([m["acc_heldout_templates"].numpy() for _, m in log.evals])
-    ends = [detect_phases(steps, loss[:, j], acc[:, j], baseline).plateau_end_step for j in range(loss.shape[1])]
-    return not any(math.isnan(e) for e in ends)
+    return all(_past_plateau(steps, loss[:, j], acc[:, j], baseline) for j in range(loss.shape[1]))
+
+
+def _past_plateau(steps: np.ndarray, loss: np.ndarray, acc: np.ndarray, baseline: float) -> bool:
+    phases = detect_phases(steps, loss, acc, baseline)
+    if not math.isnan(phases.plateau_end_step):
+        return True
+    if math.isnan(phases.phase1_end_step):
+        return False
+    return bool((acc[steps >= phases.phase1_end_step] >= PLATEAU_ACCURACY).any())
 
 
 def final_metrics(

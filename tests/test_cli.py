@@ -43,7 +43,7 @@ SMOKE = ["run", "hard-negatives", "--preset", "smoke", "--quiet"]
         (["run", "knowledge-acquisition", "--set", "warmup_individuals=5", "--set", "alpha=0.5"], "warm-up"),
         (["run", "knowledge-acquisition", "--resume", "nowhere"], "nowhere"),
         (["run", "knowledge-acquisition", "--set", "schedule_steps=100"], "schedule_steps"),
-        (["run", "plateau-scaling", "--set", "warmup_individuals=150"], "warmup_individuals (150)"),
+        (["run", "plateau-scaling", "--set", "warmup_individuals=900"], "warmup_individuals (900)"),
         (
             ["run", "warmup-curriculum", "--set", "warmup_individuals_grid=[40]"]
             + ["--set", "warmup_epochs_grid=[559.6]"],

@@ -57,6 +57,12 @@ def pct(cell: Cell) -> str:
     return f"{100 * cell['mean']:.1f}% (95% CI {100 * lo:.1f}–{100 * hi:.1f})"
 
 
+def points(cell: Cell, label: str = "95% CI") -> str:
+    """A difference of fractions in signed percentage points with its CI: '+8.2 points (95% CI +1.7 to +14.8)'."""
+    lo, hi = cell["ci95"]
+    return f"{100 * cell['mean']:+.1f} points ({label} {100 * lo:+.1f} to {100 * hi:+.1f})"
+
+
 def table_from_metrics(final: pd.DataFrame) -> Table:
     """Rows (arm, seed, metric, value) -> {arm: {metric: cell}}, arms and metrics in first-seen order."""
     table: Table = {}

@@ -32,7 +32,7 @@ from learnlab.engine.rng import generator
 from learnlab.engine.stream import ChunkedStream
 from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.models.lstm import EnsembleLSTMClassifier
-from learnlab.reporting.stats import Cell, Table, above, describe, difference, pct, within
+from learnlab.reporting.stats import Cell, Table, above, describe, difference, pct, points, within
 from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
 from learnlab.tasks import sortedness as task
 
@@ -343,9 +343,8 @@ def _easy_kept(t: Table) -> tuple[bool | None, str]:
     )
 
 
-def _points(cell: Cell) -> str:
-    lo, hi = cell["ci95"]
-    return f"{100 * cell['mean']:+.1f} points (paired 95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
+def _points(cell: dict[str, Any]) -> str:
+    return points(cell, "paired 95% CI")
 
 
 # Seeds: the bounds at 99% and ±3 points sit far from the baseline's spread (0.1–0.2 points), so 5 seeds

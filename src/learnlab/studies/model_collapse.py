@@ -32,7 +32,7 @@ from learnlab.config import check_arms
 from learnlab.engine.rng import generator
 from learnlab.engine.train import train_ensemble
 from learnlab.models.lstm import EnsembleLSTMClassifier, select_members
-from learnlab.reporting.stats import Cell, Table, above, below, describe, difference, pct, within
+from learnlab.reporting.stats import Cell, Table, above, below, describe, difference, pct, points, within
 from learnlab.studies import hard_negatives as a1
 from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
 from learnlab.tasks import sortedness as task
@@ -229,9 +229,8 @@ def _change(t: Table, arm: str, later: str, earlier: str) -> Cell:
     return describe(a - np.asarray(t[arm][earlier]["values"], dtype=float))
 
 
-def _points(cell: Cell) -> str:
-    lo, hi = cell["ci95"]
-    return f"{100 * cell['mean']:+.1f} points (paired 95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
+def _points(cell: dict[str, Any]) -> str:
+    return points(cell, "paired 95% CI")
 
 
 def _erodes(t: Table) -> tuple[bool | None, str]:

@@ -59,7 +59,7 @@ from torch import Tensor, nn
 from learnlab.config import StudyConfig, check_arms
 from learnlab.engine.rng import generator
 from learnlab.engine.train import train_ensemble
-from learnlab.reporting.stats import Table, above, describe
+from learnlab.reporting.stats import Table, above, describe, points
 from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
 from learnlab.tasks import grammar as task
 
@@ -414,8 +414,7 @@ def _paired(t: Table, a: tuple[str, str], b: tuple[str, str]) -> dict[str, Any]:
 
 
 def _points(cell: dict[str, Any]) -> str:
-    lo, hi = cell["ci95"]
-    return f"{100 * cell['mean']:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
+    return points(cell)
 
 
 def _curriculum(t: Table) -> tuple[bool | None, str]:

@@ -36,7 +36,7 @@ from pydantic import Field, field_validator, model_validator
 
 from learnlab.config import distinct_sorted
 from learnlab.models.transformer import EnsembleTransformer
-from learnlab.reporting.stats import CONFIDENCE, Table, difference, t_interval, table_from_metrics
+from learnlab.reporting.stats import CONFIDENCE, Table, difference, points, t_interval, table_from_metrics
 from learnlab.studies import knowledge_acquisition as ka
 from learnlab.studies.base import Claim, RunContext, Study
 from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
@@ -199,8 +199,7 @@ def warmup_arms(t: Table) -> list[str]:
 
 
 def _points(cell: dict[str, Any]) -> str:
-    lo, hi = cell["ci95"]
-    return f"{100 * cell['mean']:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
+    return points(cell)
 
 
 def _nats(cell: dict[str, Any]) -> str:

@@ -7,19 +7,25 @@ resolved config is what a run saves as `config.yaml`, so it must be enough to re
 
 from __future__ import annotations
 
+import numbers
+import re
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from learnlab.errors import LearnlabError
 
 
 class StudyConfig(BaseModel):
-    """Fields every study shares. Hyper-parameters carry plain names (`steps`, `lr`, ...)."""
+    """Fields every study shares. Hyper-parameters carry plain names (`steps`, `lr`, ...).
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    Types are strict (a bool is not a number, "10" is not an int) so a typo cannot silently train 1 step;
+    the only conversions are an integral float to an int (`steps=1e4`) and an int to a float (`lr=1`)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False, strict=True)
 
     study: str = ""
     preset: str = "laptop"
@@ -31,6 +37,31 @@ class StudyConfig(BaseModel):
     @property
     def seed_list(self) -> list[int]:
         return list(range(self.seed, self.seed + self.seeds))
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every study's fields, once: the numbers strict mode should take after all (see the class)."""
+        field = cls.model_fields.get(info.field_name or "")
+        return value if field is None else as_number(field.annotation, value)
+
+
+def as_number(annotation: Any, value: Any) -> Any:
+    """`value` as `annotation`'s number type where that loses nothing (`1e4` -> 10000, numpy scalars ->
+    Python's); anything else unchanged, for strict validation to accept or refuse."""
+    if typing.get_origin(annotation) is list and isinstance(value, list):
+        (item,) = typing.get_args(annotation) or (Any,)
+        return [as_number(item, v) for v in value]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    if annotation is int:
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    if annotation is float and not isinstance(value, float):
+        return float(value)
+    return value
 
 
 def check_arms(arms: list[str], known: Any) -> list[str]:
@@ -51,6 +82,21 @@ def distinct_sorted(values: list[Any], message: str, *, allow_zero: bool = False
     return sorted(values, reverse=reverse)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, but `1e4` and `1e-3` are floats (as in YAML 1.2 and Python), not strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no objects built
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """Parse `key=value` strings; values are read as YAML scalars/lists (`3`, `1e-3`, `[6, 12]`, `true`)."""
     out: dict[str, Any] = {}
@@ -60,7 +106,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise LearnlabError(f"bad --set {item!r}: expected key=value")
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+            out[key] = load_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             out[key] = raw
     return out
@@ -87,6 +133,8 @@ def build_config(
     """Preset values, then overrides, validated against the study's config class."""
     if preset not in presets:
         raise LearnlabError(f"unknown preset {preset!r} for {study} (choose from {', '.join(presets)})")
+    check_label(overrides or {}, "study", study, f"run it as `learnlab run {(overrides or {}).get('study')}`")
+    check_label(overrides or {}, "preset", preset, "drop --preset, or change 'preset' in the config file")
     values = {**presets[preset], **(overrides or {}), "study": study, "preset": preset}
     unknown = sorted(set(values) - set(config_cls.model_fields))
     if unknown:
@@ -98,6 +146,13 @@ def build_config(
         raise LearnlabError(validation_message(err, study)) from None
 
 
+def check_label(values: dict[str, Any], key: str, truth: str, hint: str) -> None:
+    """A saved config's values are its own study's and preset's: refuse to run them labelled another."""
+    claimed = values.get(key, truth)
+    if claimed != truth:
+        raise LearnlabError(f"the config's {key} is {claimed!r} but the run's is {truth!r} ({hint})")
+
+
 def config_to_yaml(cfg: StudyConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
@@ -105,7 +160,7 @@ def config_to_yaml(cfg: StudyConfig) -> str:
 def config_from_yaml(path: Path) -> dict[str, Any]:
     """A saved config.yaml as a dict; a missing, unreadable or malformed file is a LearnlabError."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = load_yaml(Path(path).read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         problem = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise LearnlabError(f"{str(path)!r}: not a readable YAML config ({problem})") from None

@@ -85,6 +85,29 @@ def test_phases_a_steady_descent_through_the_band_is_not_a_plateau():
     assert phases.flatness == pytest.approx(1.0)
 
 
+# One seed of the knowledge-acquisition laptop run of 2026-12-01 (pools of 40, N = 800), held-out templates,
+# every 30 steps from step 30 to 690: the loss falls into the band and keeps falling ever faster, with no
+# flat stretch between phase 1 and knowledge. Flat against phase 1's steep start, it is not flat against
+# the knowledge phase's descent (0.33 of it), so it is not a plateau.
+GRADUAL = np.array([13.386, 8.319, 6.855, 5.988, 5.552, 5.309, 5.183, 5.065, 5.028, 4.968, 4.895, 4.845, 4.793,
+                    4.672, 4.588, 4.523, 4.478, 4.429, 4.281, 4.153, 4.046, 3.945, 3.803, 3.633, 3.455, 3.343,
+                    3.135, 3.063, 2.855, 2.719])  # fmt: skip
+GRADUAL_ACC = np.array([0.008, 0.015, 0.015, 0.017, 0.03, 0.028, 0.015, 0.035, 0.033, 0.032, 0.033, 0.033, 0.053,
+                        0.043, 0.048, 0.067, 0.057, 0.062, 0.087, 0.098, 0.092, 0.12, 0.155, 0.182, 0.182, 0.178,
+                        0.215, 0.23, 0.253, 0.282])  # fmt: skip
+
+
+def test_phases_a_descent_that_only_speeds_up_is_not_a_plateau():
+    steps = 30 * np.arange(1, GRADUAL.size + 1)
+    phases = detect_phases(steps, GRADUAL, GRADUAL_ACC, baseline=4.628)
+    assert phases.phase1_end_step == 240 and phases.plateau_evals == 5 and not phases.plateau
+    assert phases.flatness < 0.2 <= phases.flatness_after  # flat only against phase 1
+    assert "not under 0.2 of the knowledge phase's steepest descent" in phases.reason
+    clear = detect_phases(STEPS, np.array([12.0, 8.0, 4.3, 4.1, 4.0, 4.0, 3.95, 2.5, 1.0, 0.5]), np.zeros(10), 4.0)
+    assert clear.plateau and clear.flatness_after == pytest.approx(0.0008 / 0.0145, rel=0.03)
+    # the steepest 3-evaluation window after the plateau: 3.95, 2.5, 1.0 over 700..900, -0.0145/step
+
+
 def test_phases_a_curve_that_never_reaches_the_band_has_no_boundaries():
     phases = detect_phases(STEPS[:2], np.array([20.0, 19.0]), np.array([0.0, 0.0]), baseline=7.0)
     assert math.isnan(phases.phase1_end_step) and math.isnan(phases.plateau_end_step) and not phases.plateau

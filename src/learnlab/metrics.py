@@ -91,7 +91,9 @@ PLATEAU_ACCURACY = 0.05  # a plateau has accuracy below 5%: at most a few facts 
 MIN_PLATEAU_EVALS = 3
 # On a plateau the loss changes at most 1/5 as fast as it fell in phase 1 (least-squares slope per step
 # against phase 1's mean descent rate from the first evaluation, itself an underestimate of the initial
-# fall): a slow steady descent through the band is still not a flat stretch.
+# fall), and at most 1/5 as fast as it falls once knowledge comes (the steepest least-squares slope over
+# MIN_PLATEAU_EVALS consecutive evaluations from the plateau's last one on): a slow steady descent through
+# the band, or a descent that merely speeds up gradually, is not a flat stretch between two falls.
 PLATEAU_FLATNESS = 0.2
 
 
@@ -105,6 +107,7 @@ class Phases:
     plateau: bool = False  # an accepted plateau (it may last to the end of training)
     plateau_evals: int = 0  # evaluations in the band with accuracy < PLATEAU_ACCURACY, from phase 1's end
     flatness: float = math.nan  # |the plateau's loss slope| / phase 1's descent rate, where both were measured
+    flatness_after: float = math.nan  # |the plateau's loss slope| / the knowledge phase's steepest descent
     reason: str = ""
 
 
@@ -115,7 +118,9 @@ def detect_phases(steps: np.ndarray, loss: np.ndarray, accuracy: np.ndarray, bas
     baseline. The plateau is the run of evaluations from there with the loss inside the band and accuracy
     below PLATEAU_ACCURACY; it ends (phase 3, knowledge) at the first evaluation that breaks the run. It
     counts as a plateau only if it spans MIN_PLATEAU_EVALS evaluations and its least-squares loss slope is
-    below PLATEAU_FLATNESS times phase 1's mean descent rate, which needs phase 1 to span two evaluations."""
+    below PLATEAU_FLATNESS times phase 1's mean descent rate, which needs phase 1 to span two evaluations,
+    and below PLATEAU_FLATNESS times the knowledge phase's steepest descent when it ends before training
+    does (a plateau that lasts to the end is judged against phase 1 alone)."""
     steps, loss, accuracy = (np.asarray(x, float) for x in (steps, loss, accuracy))
     band = NEAR_BASELINE * baseline
     inside = np.abs(loss - baseline) <= band
@@ -147,9 +152,22 @@ def detect_phases(steps: np.ndarray, loss: np.ndarray, accuracy: np.ndarray, bas
     if flatness >= PLATEAU_FLATNESS:
         return replace(rejected(f"the loss moved {slope:+.2e} nats/step in the band, not under {PLATEAU_FLATNESS:g} of "
                         f"phase 1's descent ({descent:.2e}/step)"), flatness=flatness)  # fmt: skip
+    after = _steepest_descent(steps[stop - 1 :], loss[stop - 1 :]) if stop < len(steps) else math.nan
+    flatness_after = abs(slope) / after if after > 0 else math.inf if stop < len(steps) else math.nan
+    if flatness_after >= PLATEAU_FLATNESS:
+        why = (f"the loss moved {slope:+.2e} nats/step in the band, not under {PLATEAU_FLATNESS:g} of the knowledge "
+               f"phase's steepest descent after it ({max(after, 0):.2e}/step)")  # fmt: skip
+        return replace(rejected(why), flatness=flatness, flatness_after=flatness_after)
     until = f"until step {end:.0f}" if stop < len(steps) else "to the end of training"
     reason = f"plateau: {count} evaluations from step {phase1_end:.0f} {until}, slope {slope:+.2e} nats/step"
-    return Phases(phase1_end, end, plateau=True, plateau_evals=count, flatness=flatness, reason=reason)
+    return Phases(phase1_end, end, True, count, flatness, flatness_after, reason)
+
+
+def _steepest_descent(steps: np.ndarray, loss: np.ndarray) -> float:
+    """The fastest fall, in nats per step, of a least-squares line over MIN_PLATEAU_EVALS consecutive
+    evaluations (all of them when there are fewer); negative when the loss only rose."""
+    width = min(MIN_PLATEAU_EVALS, len(steps))
+    return max(-np.polyfit(steps[i : i + width], loss[i : i + width], 1)[0] for i in range(len(steps) - width + 1))
 
 
 def _plateau_exit(loss: np.ndarray, accuracy: np.ndarray, stop: int, baseline: float, band: float) -> str:

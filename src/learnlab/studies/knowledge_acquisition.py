@@ -493,6 +493,7 @@ def phase_metrics(
         "plateau_detected": float(phases.plateau),
         "plateau_evals": float(phases.plateau_evals),
         "plateau_flatness": phases.flatness,
+        "plateau_flatness_after": phases.flatness_after,
         "unseen_loss_rise": rise,
         "unseen_loss_peak_minus_baseline": peak - baseline,
         "unseen_loss_min_minus_baseline": lowest - baseline,
@@ -510,6 +511,7 @@ SUMMARY_METRICS = (
     "plateau_detected",
     "plateau_evals",
     "plateau_flatness",
+    "plateau_flatness_after",
     "final_loss_heldout_templates",
     "final_loss_unseen_individuals",
     "final_acc_train_templates",
@@ -670,16 +672,21 @@ def _phase_verdict(cells: dict[str, Any], i: int) -> str:
     """Seed i's phase detection in words, from the numbers the summary keeps (`detect_phases`' reason)."""
     names = ("phase1_end_step", "plateau_end_step", "plateau_evals", "plateau_flatness", "plateau_detected")
     p1, p2, count, flat, found = (cells[m]["values"][i] for m in names)
+    after = cells.get("plateau_flatness_after", {"values": [None] * (i + 1)})["values"][i]  # newer runs only
     if p1 is None:
         return f"no plateau (the loss never came within {100 * NEAR_BASELINE:g}% of the baseline)"
     if found:
         until = f"to step {p2:.0f}" if p2 is not None else "to the end of training"
-        return f"plateau from step {p1:.0f} {until} ({count:.0f} evaluations, slope {100 * flat:.0f}% of phase 1's)"
+        slopes = f"slope {100 * flat:.0f}% of phase 1's" + (f", {100 * after:.0f}% of knowledge's" if after else "")
+        return f"plateau from step {p1:.0f} {until} ({count:.0f} evaluations, {slopes})"
     if count < MIN_PLATEAU_EVALS:
         return f"no plateau ({count:.0f} evaluation(s) in the band from step {p1:.0f}; needs {MIN_PLATEAU_EVALS})"
     if flat is None:
         return f"no plateau (in the band from step {p1:.0f}, with no phase-1 descent to compare its slope with)"
-    return f"no plateau (slope {100 * flat:.0f}% of phase 1's descent in the band; needs < {100 * PLATEAU_FLATNESS:g}%)"
+    needs = f"needs < {100 * PLATEAU_FLATNESS:g}%"
+    if flat >= PLATEAU_FLATNESS or after is None:
+        return f"no plateau (slope {100 * flat:.0f}% of phase 1's descent in the band; {needs})"
+    return f"no plateau (slope {100 * after:.0f}% of the knowledge phase's steepest descent after it; {needs})"
 
 
 # --- figures -------------------------------------------------------------------------------------------
@@ -801,6 +808,7 @@ STUDY = Study(
         "empirical_baseline",
         "plateau_evals",
         "plateau_flatness",
+        "plateau_flatness_after",
         "final_loss_heldout_templates",
         "final_loss_unseen_individuals",
         "unseen_loss_rise",

@@ -1,6 +1,12 @@
 """The native kernels equal their PyTorch counterparts, and treat every ensemble member alike."""
 
 import copy
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,10 +168,8 @@ def test_out_of_range_tokens_raise_instead_of_reading_past_the_table():
         model(torch.full((2, 3, 5), 11))  # 10 is the padding token; 11 does not exist
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_runs_the_kernels_on_threads_of_its_own():
-    import os
-
     table, rows, w = torch.randn(4, 5, 64), torch.randint(0, 5, (4, 3, 2)), torch.randn(4, 16, 64)
     expected = lstm.lstm_last_hidden(table, rows, w)  # the parent's thread pool now exists
     pid = os.fork()
@@ -174,3 +178,102 @@ def test_a_forked_child_runs_the_kernels_on_threads_of_its_own():
         os._exit(0 if torch.equal(lstm.lstm_last_hidden(table, rows, w), expected) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --- the kernel cache: nothing is loaded from it that this user's builder did not write ---------------------
+
+PLANTED = """
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void planted(void) {
+    FILE *f = fopen(getenv("LEARNLAB_TEST_MARKER"), "w");
+    if (f) { fputs("the planted library ran\\n", f); fclose(f); }
+}
+"""
+
+LOAD = """
+import json, warnings
+warnings.simplefilter("always")
+from learnlab import native
+lib = native.library("adam")
+print(json.dumps({"path": lib and lib._name, "adam_step": bool(lib) and hasattr(lib, "adam_step")}))
+"""
+
+
+@pytest.fixture
+def kernel_cache(tmp_path):
+    """(cache root, run()) where run() loads the adam kernel in a fresh process using that cache."""
+    root, marker = tmp_path / "cache", tmp_path / "marker"
+    env = {**os.environ, "LEARNLAB_CACHE": str(root), "LEARNLAB_TEST_MARKER": str(marker), "LEARNLAB_NATIVE": "1"}
+
+    def run() -> dict:
+        done = subprocess.run([sys.executable, "-c", LOAD], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return {**json.loads(done.stdout.splitlines()[-1]), "stderr": done.stderr, "ran": marker.exists()}
+
+    return root, run
+
+
+def adam_paths(root):
+    source = Path(native.__file__).with_name("adam.c")
+    return native.cached_paths(root / "kernels", source, (), native.find_compiler())
+
+
+def plant(path, tmp_path):
+    (tmp_path / "planted.c").write_text(PLANTED)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [native.find_compiler(), "-shared", "-fPIC", str(tmp_path / "planted.c"), "-o", str(path)]
+    subprocess.run(cmd, check=True)
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def recorded(manifest):
+    return json.loads(manifest.read_text())["sha256"]
+
+
+@pytest.mark.parametrize("manifest", ["none", "stale", "forged-but-group-writable"])
+def test_a_planted_library_is_never_loaded_and_the_kernel_is_rebuilt(kernel_cache, tmp_path, manifest):
+    root, run = kernel_cache
+    target, record = adam_paths(root)
+    if manifest != "none":
+        assert run()["adam_step"]  # a genuine build first: the planted file replaces it
+    plant(target, tmp_path)
+    if manifest.startswith("forged"):  # the right hash beside it, but a file others could have written
+        record.write_text(json.dumps({"sha256": sha256(target)}))
+        os.chmod(target, 0o775)
+    loaded = run()
+    assert not loaded["ran"], "the planted library's constructor ran"
+    assert loaded["path"] == str(target) and loaded["adam_step"]
+    assert sha256(target) == recorded(record) and not os.stat(target).st_mode & 0o022
+    assert run()["path"] == str(target) and not (tmp_path / "marker").exists()  # the rebuilt one is kept
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "garbage-recorded"])
+def test_a_corrupt_kernel_is_rebuilt_not_skipped(kernel_cache, damage):
+    root, run = kernel_cache
+    target, record = adam_paths(root)
+    assert run()["adam_step"]
+    good = sha256(target)
+    target.write_bytes(b"\x7fELF garbage" if damage.startswith("garbage") else target.read_bytes()[:1000])
+    if damage == "garbage-recorded":  # recorded as built, yet it cannot load: rebuilt all the same
+        record.write_text(json.dumps({"sha256": sha256(target)}))
+    loaded = run()
+    assert loaded["adam_step"] and "unavailable" not in loaded["stderr"]
+    assert sha256(target) == recorded(record) == good  # the same compiler gives the same bytes
+
+
+@pytest.mark.parametrize("where", ["kernels", "root"])
+def test_a_world_writable_cache_is_not_used_and_the_kernel_is_built_privately(kernel_cache, tmp_path, where):
+    root, run = kernel_cache
+    target, record = adam_paths(root)
+    plant(target, tmp_path)  # with a manifest that vouches for it: only the directory check stands in the way
+    record.write_text(json.dumps({"sha256": sha256(target)}))
+    os.chmod(root / "kernels" if where == "kernels" else root, 0o777)
+    loaded = run()
+    assert not loaded["ran"] and loaded["adam_step"]
+    assert not loaded["path"].startswith(str(root)) and "world-writable" in loaded["stderr"]
+    assert not os.path.exists(loaded["path"])  # the private directory goes when the process ends
+    assert recorded(record) == sha256(target)  # and the untrusted cache is left as it was

@@ -3,8 +3,11 @@
 Tiny models are too small for PyTorch's per-op dispatch and memory passes to be cheap: a TinyLSTM time
 step is a dozen ops on a few kilobytes. The kernels here run each ensemble member's whole computation
 in cache. Each library is compiled for this machine (`-march=native`) the first time it is needed —
-well under a second, no PyTorch headers — and cached under `$LEARNLAB_CACHE` (default
-`~/.cache/learnlab`), keyed by the source, the flags, the compiler and the CPU.
+well under a second, no PyTorch headers — and cached under `$LEARNLAB_CACHE/kernels` (default
+`~/.cache/learnlab`), keyed by the source, the flags, the compiler and the CPU. A cached library is
+loaded only if the directory is this user's alone (`learnlab.cache`) and its SHA-256 is the one the
+builder recorded beside it (`<library>.json`); anything else there is rebuilt over, and an untrusted
+directory is not used at all (the kernels are built in a private temporary one, with a warning).
 
 Every kernel treats ensemble members alike (the same instructions for each member, whatever K and
 whichever thread), so a member's result does not depend on what else shares its ensemble. ctypes
@@ -16,9 +19,11 @@ to their PyTorch implementation (the same results within float rounding).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -31,6 +36,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from learnlab import cache
 
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC")
 
@@ -48,21 +55,77 @@ def _cpu_signature() -> str:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("LEARNLAB_CACHE", Path.home() / ".cache" / "learnlab")) / "kernels"
+    """This user's kernel cache; a private temporary one (warned about once) if that cannot be trusted."""
+    try:
+        return cache.private_dir("kernels")
+    except cache.UntrustedCache as why:
+        return _private_fallback(str(why))
 
 
-def _build(source: Path, defines: tuple[str, ...], compiler: str) -> Path:
-    flags = [*FLAGS, *(f"-D{d}" for d in defines)]
-    key = hashlib.sha256("\n".join([source.read_text(), *flags, compiler, _cpu_signature()]).encode()).hexdigest()
-    target = _cache_dir() / f"{source.stem}_{'_'.join(defines).lower().replace('=', '')}_{key[:16]}.so"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            built = Path(tmp) / target.name
-            command = [compiler, *flags, str(source), "-o", str(built), "-lm"]
-            subprocess.run(command, check=True, capture_output=True, text=True)
-            os.replace(built, target)  # atomic: concurrent processes never load a half-written library
-    return target
+@functools.cache
+def _private_fallback(why: str) -> Path:
+    fresh = Path(tempfile.mkdtemp(prefix="learnlab-kernels-"))  # 0700, a fresh name: nobody else's files
+    atexit.register(shutil.rmtree, fresh, ignore_errors=True)  # a loaded library needs no file any more
+    warnings.warn(f"learnlab: not loading kernels from the cache: {why}; building them privately", stacklevel=4)
+    return fresh
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verified(target: Path, manifest: Path) -> bool:
+    """Whether `target` is the library this user's builder wrote: both files this user's alone, and the
+    library's SHA-256 the one the builder recorded beside it (a planted or damaged file is neither)."""
+    if cache.untrusted(target) or cache.untrusted(manifest):
+        return False
+    try:
+        return json.loads(manifest.read_text()).get("sha256") == _sha256(target)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _compile(source: Path, flags: list[str], compiler: str, target: Path, manifest: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / target.name
+        command = [compiler, *flags, str(source), "-o", str(built), "-lm"]
+        subprocess.run(command, check=True, capture_output=True, text=True)
+        record = {"sha256": _sha256(built), "source": source.name, "flags": flags, "compiler": compiler}
+        os.chmod(built, 0o700)
+        os.replace(built, target)  # atomic: concurrent processes never load a half-written library
+    cache.write_atomic(manifest, json.dumps(record, indent=1).encode())
+
+
+def _flags(defines: tuple[str, ...]) -> list[str]:
+    return [*FLAGS, *(f"-D{d}" for d in defines)]
+
+
+def cached_paths(directory: Path, source: Path, defines: tuple[str, ...], compiler: str) -> tuple[Path, Path]:
+    """Where `source` compiled with `defines` is cached in `directory`, and its manifest: keyed by the source,
+    the flags, the compiler and the CPU."""
+    parts = [source.read_text(), *_flags(defines), compiler, _cpu_signature()]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    target = directory / f"{source.stem}_{'_'.join(defines).lower().replace('=', '')}_{key[:16]}.so"
+    return target, target.with_suffix(".json")
+
+
+def _build_and_load(source: Path, defines: tuple[str, ...], compiler: str) -> ctypes.CDLL:
+    """The library compiled from `source`, loaded; from the cache when it verifies, else (re)built there."""
+    directory = _cache_dir()
+    target, manifest = cached_paths(directory, source, defines, compiler)
+    flags = _flags(defines)
+    with cache.locked(directory):  # no other process replaces the files between the check and the load
+        if _verified(target, manifest):
+            try:
+                return ctypes.CDLL(str(target))
+            except OSError:
+                pass  # recorded, yet it does not load: build it again rather than go without it for good
+        _compile(source, flags, compiler, target, manifest)
+        return ctypes.CDLL(str(target))
+
+
+def find_compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
 @functools.cache
@@ -70,14 +133,15 @@ def library(name: str, *defines: str) -> ctypes.CDLL | None:
     """`name`.c beside this file, compiled with these -D defines; None where it cannot be built."""
     if not enabled():
         return None
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    compiler = find_compiler()
     if compiler is None:
         return None
     try:
-        return ctypes.CDLL(str(_build(Path(__file__).with_name(f"{name}.c"), defines, compiler)))
+        return _build_and_load(Path(__file__).with_name(f"{name}.c"), defines, compiler)
     except (OSError, subprocess.CalledProcessError) as err:
-        detail = getattr(err, "stderr", "") or err
-        warnings.warn(f"learnlab: native kernel {name!r} unavailable, using PyTorch ({detail})", stacklevel=2)
+        detail = (getattr(err, "stderr", "") or str(err)).strip().splitlines()
+        warnings.warn(f"learnlab: native kernel {name!r} unavailable, using PyTorch ({detail[0] if detail else err!r})",
+                      stacklevel=2)  # fmt: skip
         return None
 
 

@@ -27,8 +27,7 @@ import functools
 import hashlib
 import json
 import math
-import os
-import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import Tensor
 
+from learnlab import cache
 from learnlab.tasks import biography_text as text
 
 ATTRIBUTES = text.ATTRIBUTES  # birth_date, birth_city, university, major, company, current_city
@@ -225,11 +225,6 @@ def render(template: str, name: str, value: str) -> str:
 # --- tokenizer ---------------------------------------------------------------------------------------------
 
 
-def _cache_dir() -> Path:
-    """As `learnlab.native`: under $LEARNLAB_CACHE, default ~/.cache/learnlab."""
-    return Path(os.environ.get("LEARNLAB_CACHE", Path.home() / ".cache" / "learnlab")) / "tokenizers"
-
-
 def _corpus(n_individuals: int, seed: int) -> Iterator[str]:
     """Biographies of a throwaway world (all 25 templates), then every pool value and name part."""
     world = World.generate(n_individuals, 0, seed)
@@ -262,24 +257,50 @@ def load_tokenizer(vocab_size: int = 2048, corpus_individuals: int = 3000, corpu
     """The byte-level BPE for biographies: trained on first use (~0.2 s), then read from the cache.
 
     Cached as JSON under $LEARNLAB_CACHE/tokenizers, keyed by the arguments, the pools' and templates'
-    content and the `tokenizers` version, written atomically so concurrent runs never read half a file."""
+    content and the `tokenizers` version, written atomically so concurrent runs never read half a file.
+    A cached file that is damaged, not a tokenizer of this kind, or writable by others is trained again
+    and replaced; an untrusted cache directory is not used (`learnlab.cache`)."""
     if vocab_size < 259:
         raise ValueError(f"vocab_size must exceed the 256 bytes and 2 special tokens, got {vocab_size}")
     params = [vocab_size, corpus_individuals, corpus_seed, text.content_hash(), tokenizers.__version__]
     key = hashlib.sha256(json.dumps(params).encode()).hexdigest()[:16]
-    path = _cache_dir() / f"biographies-{vocab_size}-{key}.json"
-    if path.is_file():
-        return Tokenizer.from_file(str(path))
-    tokenizer = _train(vocab_size, corpus_individuals, corpus_seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(tokenizer.to_str())
-        os.replace(tmp, path)  # atomic: a concurrent run reads the whole file or none
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        path = cache.private_dir("tokenizers") / f"biographies-{vocab_size}-{key}.json"
+    except cache.UntrustedCache as why:
+        warnings.warn(f"learnlab: not using the tokenizer cache: {why}; training the tokenizer", stacklevel=2)
+        return _train(vocab_size, corpus_individuals, corpus_seed)
+    if path.exists():
+        cached = _read_cached(path, vocab_size)
+        if isinstance(cached, Tokenizer):
+            return cached
+        warnings.warn(f"learnlab: the cached tokenizer {str(path)!r} {cached}; training it again", stacklevel=2)
+    tokenizer = _train(vocab_size, corpus_individuals, corpus_seed)
+    cache.write_atomic(path, tokenizer.to_str().encode())  # a concurrent run reads the whole file or the old one
     return tokenizer
+
+
+def _read_cached(path: Path, vocab_size: int) -> Tokenizer | str:
+    """The tokenizer cached at `path`, or what is wrong with it."""
+    if problem := cache.untrusted(path):
+        return f"cannot be trusted ({problem})"
+    try:
+        tokenizer = Tokenizer.from_str(path.read_text())
+    except Exception as err:  # `tokenizers` raises a bare Exception on malformed JSON
+        return f"is damaged ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+    return problem if (problem := tokenizer_problem(tokenizer, vocab_size)) else tokenizer
+
+
+def tokenizer_problem(tokenizer: Tokenizer, vocab_size: int) -> str | None:
+    """What makes `tokenizer` other than a biography BPE of `vocab_size` tokens (None if nothing): the
+    special tokens where training puts them, the size, and text that decodes back to itself."""
+    if (tokenizer.token_to_id(BOS), tokenizer.token_to_id(PAD)) != (0, 1):
+        return f"lacks {BOS} and {PAD} as tokens 0 and 1"
+    if tokenizer.get_vocab_size() != vocab_size:
+        return f"has {tokenizer.get_vocab_size()} tokens, not {vocab_size}"
+    sample = render(text.TEMPLATES[0][0], " ".join(text.first_names()[:3]), text.cities()[0]) + " Zürich 1999 ~{}"
+    if tokenizer.decode(tokenizer.encode(sample).ids) != sample:
+        return "does not decode text back to itself"
+    return None
 
 
 # --- sampling ----------------------------------------------------------------------------------------------

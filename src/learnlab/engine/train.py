@@ -9,6 +9,7 @@ a global gradient-norm clip, averaging the loss over models — would break this
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from learnlab.engine.adam import adam, set_lr
+from learnlab.errors import LearnlabError
 
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[nn.Module, Batch], Tensor]  # returns per-model losses [K]
@@ -39,12 +41,42 @@ class Checkpoint:
     every: int = 200
 
     def load(self) -> dict[str, Any] | None:
-        return torch.load(self.path) if self.path.is_file() else None
+        if not self.path.is_file():
+            return None
+        state = load_state(self.path)
+        if not isinstance(state, dict) or not set(STATE_KEYS) <= state.keys():
+            raise LearnlabError(f"checkpoint {str(self.path)!r} is not a training checkpoint; it is left as it was")
+        return state
 
     def save(self, state: dict[str, Any]) -> None:
+        """Atomically: the previous checkpoint stays whole until the new one is complete."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "wb") as file:  # a full disk is then an OSError (ENOSPC), not torch's RuntimeError
+                torch.save(state, file)
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+STATE_KEYS = ("step", "model", "optimizer", "batch", "losses", "evals")
+
+
+def load_state(path: Path) -> Any:
+    """What `torch.save` wrote to `path`, as data only: tensors, numbers, strings and containers
+    (weights_only, whatever torch's default: a file that pickles code is refused, never run). A file
+    that cannot be loaded is a LearnlabError naming it, and is left as it was."""
+    try:
+        return torch.load(path, weights_only=True)
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged zip, a truncated pickle, ...: torch has no common base
+        first = (str(err).strip().splitlines() or [""])[0].split(". ")[0]
+        problem = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        if isinstance(err, pickle.UnpicklingError) and "weights only" in str(err).lower():
+            problem = "it holds more than tensors and numbers: refused, as loading it could run code"
+    raise LearnlabError(f"checkpoint {str(path)!r} cannot be loaded ({problem}); it is left as it was")
 
 
 @dataclass

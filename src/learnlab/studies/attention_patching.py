@@ -63,7 +63,7 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from learnlab.config import check_arms
-from learnlab.engine.train import TrainLog, train_ensemble
+from learnlab.engine.train import TrainLog, load_state, train_ensemble
 from learnlab.metrics import PLATEAU_ACCURACY, Phases, attribute_scores, detect_phases
 from learnlab.models.transformer import EnsembleTransformer, Hooks
 from learnlab.reporting.stats import Cell, Table, above, below, describe
@@ -293,7 +293,7 @@ class _SnapshotStore:
         self.snapshots: Snapshots = {}
         if directory is not None and directory.is_dir():
             for file in directory.glob("step-*.pt"):
-                self.snapshots[int(file.stem.removeprefix("step-"))] = torch.load(file)
+                self.snapshots[int(file.stem.removeprefix("step-"))] = load_state(file)
 
     def keep(self, step: int, model: EnsembleTransformer) -> None:
         state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -13,6 +13,7 @@ give the same numbers on one machine. A job on a GPU reserves one from Ray.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ def run_jobs(jobs: list[Job], cfg: GridConfig, ctx: RunContext, label: str) -> d
     if len({job.name for job in jobs}) < len(jobs):
         raise ValueError("job names must be unique")
     store = ctx.workdir / "jobs" if ctx.workdir else None
-    done = {job.name: pd.read_parquet(_file(store, job)) for job in jobs if store and _file(store, job).is_file()}
+    done = {job.name: _read(_file(store, job)) for job in jobs if store and _file(store, job).is_file()}
     todo = [job for job in jobs if job.name not in done]
     # one thread count on both backends: a parallel reduction's rounding depends on it
     threads = cfg.job_threads or torch.get_num_threads()
@@ -73,7 +74,7 @@ def run_jobs(jobs: list[Job], cfg: GridConfig, ctx: RunContext, label: str) -> d
         for job, frame in run(todo):
             if store is not None:
                 store.mkdir(parents=True, exist_ok=True)
-                frame.to_parquet(_file(store, job), index=False)
+                _write(frame, _file(store, job))
             done[job.name] = frame
             update(len(done))
     return {job.name: done[job.name] for job in jobs}
@@ -81,6 +82,27 @@ def run_jobs(jobs: list[Job], cfg: GridConfig, ctx: RunContext, label: str) -> d
 
 def _file(store: Path, job: Job) -> Path:
     return store / f"{job.name}.parquet"
+
+
+def _write(frame: pd.DataFrame, file: Path) -> None:
+    """Atomically: a job's file exists only whole (a resume takes any that exists as finished)."""
+    tmp = file.with_name(file.name + ".tmp")
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, file)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read(file: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(file)
+    except Exception as err:  # noqa: BLE001 - pyarrow's errors for a damaged file have no common base
+        problem = (str(err).splitlines() or [type(err).__name__])[0]
+        raise LearnlabError(
+            f"finished job {str(file)!r} cannot be read ({problem}); delete it to run that job again"
+        ) from None
 
 
 Runner = Callable[[list[Job]], Iterator[tuple[Job, pd.DataFrame]]]
@@ -142,14 +164,45 @@ def import_ray() -> Any:
     return ray
 
 
+PROBE_SECONDS = 5.0
+
+
+def connect_ray(address: str | None) -> Any:
+    """Ray, connected to `address` (None, "auto", "local": as ray.init takes them). A HOST:PORT or
+    ray://HOST:PORT is probed first with a TCP connection of at most PROBE_SECONDS: where nothing
+    answers, ray.init retries for minutes; here it is a one-line LearnlabError at once."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    if address not in (None, "", "auto", "local"):
+        _probe(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+        problem = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise LearnlabError(f"--address {address!r}: cannot connect to Ray ({problem})") from None
+    return ray
+
+
+def _probe(address: str) -> None:
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # an IPv6 [::1]:6379
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LearnlabError(f"--address {address!r}: expected HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        raise LearnlabError(f"--address {address!r}: no Ray cluster answers there ({reason})") from None
+
+
 def ray_results(ray: Any, address: str | None, fn: Callable[..., Any], threads: int, device: str,
                 calls: dict[Any, tuple[Any, ...]]) -> Iterator[tuple[Any, Any]]:  # fmt: skip
     """Run fn(*args) for every {key: args} as Ray tasks reserving what `threads` threads on `device`
     need (connecting first); (key, result) as each ends."""
     if not calls:
         return
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    connect_ray(address)
     remote = ray.remote(**ray_task_options(ray, threads, device))(fn)
     pending = {remote.remote(*args): key for key, args in calls.items()}
     while pending:

@@ -5,15 +5,22 @@
 
 `execute` runs a study and returns its result in memory (no I/O: sweeps ship it back from Ray workers);
 `write_run` turns a result into a run directory atomically; `run` does both.
+
+A run or a resume holds its directory's lock for its whole life, and running out of memory or disk is a
+one-line LearnlabError. What a failed run keeps: a resume never removes what it started from, and a
+fresh run removes its hidden work directory only when it never saved a checkpoint.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
+import re
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,9 +44,21 @@ from learnlab.errors import Interrupted, LearnlabError
 from learnlab.progress import progress_bar
 from learnlab.reporting import report as reporting
 from learnlab.reporting.stats import compare, table_from_metrics
-from learnlab.store.rundir import atomic_dir, check_free, default_run_dir, partial_dir, read_summary, write_json
+from learnlab.store.rundir import (
+    DEFAULT_ROOT,
+    atomic_dir,
+    check_free,
+    default_run_dir,
+    find_runs,
+    locked,
+    partial_dir,
+    read_metrics,
+    read_summary,
+    write_json,
+)
 from learnlab.studies import STUDIES, get_study  # noqa: F401 - re-exported
 from learnlab.studies.base import COLUMNS, RunContext, Study
+from learnlab.sweeps.jobs import connect_ray
 
 
 @dataclass
@@ -158,10 +177,35 @@ def execute(
 
 
 def write_run(result: RunResult, out: Path) -> Path:
-    """Write the output contract into `out`, atomically."""
+    """Write the output contract into `out`, atomically (on any failure, nothing is left at `out`)."""
     with atomic_dir(out) as tmp:
         _write_contents(result, tmp)
     return out
+
+
+# what torch and the C allocator say when an allocation fails (torch.OutOfMemoryError says it too)
+_OOM = re.compile(r"out of memory|can't allocate memory|cannot allocate memory", re.IGNORECASE)
+
+
+def resource_problem(err: BaseException) -> str | None:
+    """`err` in words when it is the machine running out of memory or disk, else None."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" while writing {str(err.filename)!r}" if err.filename else ""
+        return f"out of disk space{where} ({os.strerror(err.errno)})"
+    if isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and _OOM.search(str(err))):
+        return "out of memory: lower batch_size, hidden_size, eval_size or --seeds"
+    return None
+
+
+@contextmanager
+def out_of_resources(kept: str) -> Iterator[None]:
+    """Running out of memory or disk in the block is a one-line LearnlabError that ends with `kept`."""
+    try:
+        yield
+    except Exception as err:
+        if (problem := resource_problem(err)) is None:
+            raise
+        raise LearnlabError(f"{problem}; {kept}") from None
 
 
 def _write_contents(result: RunResult, directory: Path) -> None:
@@ -193,14 +237,22 @@ def run(
     out_dir = Path(out) if out is not None else default_run_dir(spec.name, cfg.preset)
     check_free(out_dir)
     work = partial_dir(out_dir)
-    if work.exists():
-        raise LearnlabError(f"{str(out_dir)!r} has an interrupted run: `learnlab resume {out_dir}` continues it")
+    _connect(cfg)
     try:
-        work.mkdir(parents=True)
-        (work / "config.yaml").write_text(config_to_yaml(cfg))
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise LearnlabError(f"--out {str(out_dir)!r}: cannot create the run directory ({err.strerror})") from None
-    return _complete(spec, cfg, out_dir, work, progress, checkpoint_every)
+    with locked(out_dir):
+        check_free(out_dir)  # again, now that no other process can be finishing it
+        if work.exists():
+            raise LearnlabError(f"{str(out_dir)!r} has an interrupted run: `learnlab resume {out_dir}` continues it")
+        try:
+            work.mkdir()
+            (work / "config.yaml").write_text(config_to_yaml(cfg))
+        except OSError as err:
+            shutil.rmtree(work, ignore_errors=True)
+            raise LearnlabError(f"--out {str(out_dir)!r}: cannot create the run directory ({err.strerror})") from None
+        return _complete(spec, cfg, out_dir, work, progress, checkpoint_every, resuming=False)
 
 
 def resume(
@@ -212,42 +264,55 @@ def resume(
     work = partial_dir(out_dir)
     if not (work / "config.yaml").is_file():
         raise LearnlabError(f"no interrupted run to resume at {str(out_dir)!r}")
-    check_free(out_dir)
-    values = config_from_yaml(work / "config.yaml")
-    spec = get_study(str(values.get("study", "")))
-    if study is not None and study != spec.name:
-        raise LearnlabError(f"--resume {str(out_dir)!r} is a {spec.name!r} run, not {study!r}")
-    try:
-        cfg = spec.config.model_validate(values)
-    except ValidationError as err:
-        raise LearnlabError(validation_message(err, str(work / "config.yaml"))) from None
-    check_device(cfg)
-    return _complete(spec, cfg, out_dir, work, progress, checkpoint_every)
+    with locked(out_dir):
+        if not (work / "config.yaml").is_file():  # the process that held the lock finished it
+            raise LearnlabError(f"no interrupted run to resume at {str(out_dir)!r}")
+        check_free(out_dir)
+        values = config_from_yaml(work / "config.yaml")
+        spec = get_study(str(values.get("study", "")))
+        if study is not None and study != spec.name:
+            raise LearnlabError(f"--resume {str(out_dir)!r} is a {spec.name!r} run, not {study!r}")
+        try:
+            cfg = spec.config.model_validate(values)
+        except ValidationError as err:
+            raise LearnlabError(validation_message(err, str(work / "config.yaml"))) from None
+        check_device(cfg)
+        _connect(cfg)
+        return _complete(spec, cfg, out_dir, work, progress, checkpoint_every, resuming=True)
+
+
+def _connect(cfg: StudyConfig) -> None:
+    """A grid study on Ray connects before anything is written: an address nothing answers is an error."""
+    if getattr(cfg, "backend", "local") == "ray":
+        connect_ray(getattr(cfg, "address", None))
 
 
 def _complete(
-    spec: Study, cfg: StudyConfig, out_dir: Path, work: Path, progress: bool, checkpoint_every: int
+    spec: Study, cfg: StudyConfig, out_dir: Path, work: Path, progress: bool, checkpoint_every: int, resuming: bool
 ) -> dict[str, Any]:
+    """Execute into `work`, then write the run directory beside it and drop `work`. On failure `work` is
+    kept as it is if anything can resume from it (a resume never removes what it started from)."""
     try:
         result = execute(spec, cfg, progress=progress, workdir=work, checkpoint_every=checkpoint_every)
-    except KeyboardInterrupt:
-        if not any(work.rglob("*.ckpt")) and not any(work.glob("jobs/*.parquet")):  # nothing to resume from
+        with atomic_dir(out_dir) as tmp:  # `work` stays untouched until the run directory is complete
+            _write_contents(result, tmp)
+    except BaseException as err:
+        kept = resuming or _has_progress(work)
+        if not kept:
             shutil.rmtree(work, ignore_errors=True)
-            raise
-        raise Interrupted(f"interrupted: `learnlab resume {out_dir}` continues from the last checkpoint") from None
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(err, KeyboardInterrupt) and kept:
+            raise Interrupted(f"interrupted: `learnlab resume {out_dir}` continues from the last checkpoint") from None
+        if isinstance(err, Exception) and (problem := resource_problem(err)) is not None:
+            after = f"`learnlab resume {out_dir}` continues from the last checkpoint" if kept else "nothing was written"
+            raise LearnlabError(f"{problem}; {after}") from None
         raise
-    try:
-        for checkpoint in work.glob("*.ckpt*"):
-            checkpoint.unlink()
-        shutil.rmtree(work / "jobs", ignore_errors=True)  # a grid study's finished jobs and their checkpoints
-        _write_contents(result, work)
-        os.replace(work, out_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    shutil.rmtree(work, ignore_errors=True)  # its checkpoints and a grid study's finished jobs
     return {**result.summary, "run_dir": str(out_dir)}
+
+
+def _has_progress(work: Path) -> bool:
+    """Whether a run saved anything to resume from: a checkpoint, or a grid study's finished job."""
+    return any(work.rglob("*.ckpt")) or any(work.glob("jobs/*.parquet"))
 
 
 def units(spec: Study) -> dict[str, list[str]]:
@@ -265,12 +330,32 @@ def with_current_units(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def report(run_dir: str | Path) -> Path:
-    """Re-render report.md/report.html and the figures of an existing run directory."""
+    """Re-render report.md/report.html and the figures of an existing run directory; a damaged or
+    incomplete one is a LearnlabError naming the file."""
     run_dir = Path(run_dir)
-    summary = read_summary(run_dir)
-    if not (run_dir / "metrics.parquet").is_file():
+    if (run_dir / "summary.json").is_file() and not (run_dir / "metrics.parquet").is_file():
         raise LearnlabError(f"{str(run_dir)!r} has no metrics.parquet: not a complete run directory")
-    spec = STUDIES.get(summary.get("study", ""))
+    summary = read_summary(run_dir)
+    metrics = read_metrics(run_dir, COLUMNS)
+    spec = STUDIES.get(summary["study"])
     summary = with_current_units(summary)
-    reporting.render(run_dir, summary, spec.figures if spec else None)
+    try:
+        with out_of_resources(f"the report in {str(run_dir)!r} may be incomplete"):
+            reporting.render(run_dir, summary, spec.figures if spec else None, metrics)
+    except OSError as err:
+        raise LearnlabError(f"{str(run_dir)!r}: cannot write the report ({err.strerror})") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        # checked above: the keys every report reads; a study's own figures read more of both files
+        problem = (str(err).splitlines() or [""])[0]
+        raise LearnlabError(
+            f"{str(run_dir / 'summary.json')!r} or its metrics.parquet lacks what the {summary['study']} report "
+            f"draws ({type(err).__name__}: {problem})"
+        ) from None
     return run_dir / "report.html"
+
+
+def runs(root: str | Path = DEFAULT_ROOT) -> list[dict[str, Any]]:
+    """The summaries of every run under `root` (sweeps included), oldest first, each with its "run_dir".
+    A damaged summary.json is skipped with a warning naming it."""
+    found = find_runs(Path(root), on_skip=lambda message: warnings.warn(message, stacklevel=4))
+    return [{**summary, "run_dir": str(path)} for path, summary in found]

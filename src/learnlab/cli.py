@@ -169,8 +169,8 @@ def report(run_dir: Path) -> None:
 @app.command()
 @click.option("--root", type=click.Path(path_type=Path), default=DEFAULT_ROOT, show_default=True)
 def runs(root: Path) -> None:
-    """List past runs: study, preset, seeds, date and headline numbers."""
-    found = find_runs(root)
+    """List past runs: study, preset, seeds, date and headline numbers (a damaged one: a warning)."""
+    found = find_runs(root, on_skip=lambda message: click.echo(f"warning: {message}", err=True))
     if not found:
         click.echo(f"no runs under {root}")
         return

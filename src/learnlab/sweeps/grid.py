@@ -2,8 +2,9 @@
 
 Points are validated before anything is written. Runs are computed by a backend — in this process
 (`local`) or as Ray tasks (`ray`, the optional extra `learnlab[ray]`) — and written by the driver, so
-a remote cluster needs no shared filesystem. An existing sweep directory is resumed: points whose run
-directory is complete are not run again.
+a remote cluster needs no shared filesystem. An existing sweep directory (of the same study) is resumed:
+points whose run directory is complete are not run again. Any other existing directory is refused: a
+sweep directory is marked from its start by its sweep.json. A sweep holds its directory's lock.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from learnlab.engine.train import torch_threads
 from learnlab.errors import LearnlabError
 from learnlab.progress import progress_bar
 from learnlab.reporting.report import to_markdown
-from learnlab.store.rundir import DEFAULT_ROOT, write_json
-from learnlab.sweeps.jobs import import_ray, in_ray_worker, ray_results
+from learnlab.store.rundir import DEFAULT_ROOT, load_summary, locked, read_summary, write_json
+from learnlab.sweeps.jobs import connect_ray, import_ray, in_ray_worker, ray_results
 
 BACKENDS = ("local", "ray")
 
@@ -99,43 +100,79 @@ def run_sweep(
         configs.append(cfg)
     out_dir = Path(out) if out else DEFAULT_ROOT / f"{spec.name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     names = [point_name(i, p) for i, p in enumerate(points)]
-    todo = [i for i, name in enumerate(names) if not (out_dir / name / "summary.json").is_file()]
-    for i in set(range(len(points))) - set(todo):  # resuming: a finished point must be this point
-        if config_from_yaml(out_dir / names[i] / "config.yaml") != configs[i].model_dump(mode="json"):
-            raise LearnlabError(f"{str(out_dir / names[i])!r} was run with another config; use another --out")
+    todo = _check_resumable(out_dir, spec.name, names, configs)
+    if backend == "ray":
+        connect_ray(address)  # before anything is written: an address nothing answers is an error
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise LearnlabError(f"--out {str(out_dir)!r}: cannot create the sweep directory ({err.strerror})") from None
+    marker = {
+        "study": spec.name,
+        "preset": preset,
+        "grid": grid,
+        "backend": backend,
+        "points": [{"run": n, **p} for n, p in zip(names, points, strict=True)],
+    }
+    kept = "the finished points are kept: the same command continues the sweep"
+    with locked(out_dir), api.out_of_resources(kept):
+        todo = _check_resumable(out_dir, spec.name, names, configs)  # again, under the lock
+        _start(out_dir, marker)
+        execute = _ray_executor(address) if backend == "ray" else _local_executor(progress)
+        with progress_bar(f"sweep {spec.name} · {len(points)} points", len(points), progress) as update:
+            update(len(points) - len(todo))
+            for done, (i, result) in enumerate(execute(spec.name, [configs[i] for i in todo], todo), start=1):
+                api.write_run(result, out_dir / names[i])
+                update(len(points) - len(todo) + done)
 
-    execute = _ray_executor(address) if backend == "ray" else _local_executor(progress)
-    with progress_bar(f"sweep {spec.name} · {len(points)} points", len(points), progress) as update:
-        update(len(points) - len(todo))
-        for done, (i, result) in enumerate(execute(spec.name, [configs[i] for i in todo], todo), start=1):
-            api.write_run(result, out_dir / names[i])
-            update(len(points) - len(todo) + done)
-
-    table = summarise(out_dir, names, points)
-    table.to_parquet(out_dir / "sweep.parquet", index=False)
-    (out_dir / "sweep.md").write_text(f"# Sweep of {spec.name}\n\n" + SweepResult(out_dir, table).table_markdown)
-    write_json(
-        out_dir / "sweep.json",
-        {
-            "study": spec.name,
-            "preset": preset,
-            "grid": grid,
-            "backend": backend,
-            "points": [{"run": n, **p} for n, p in zip(names, points, strict=True)],
-        },
-    )
+        table = summarise(out_dir, names, points)
+        table.to_parquet(out_dir / "sweep.parquet", index=False)
+        (out_dir / "sweep.md").write_text(f"# Sweep of {spec.name}\n\n" + SweepResult(out_dir, table).table_markdown)
+        write_json(out_dir / "sweep.json", marker)
     return SweepResult(out_dir, table)
+
+
+def _check_resumable(out_dir: Path, study: str, names: list[str], configs: list[StudyConfig]) -> list[int]:
+    """The points still to run in `out_dir`: all of them in a new or empty directory, the unfinished
+    ones in a sweep directory of `study` whose finished points are these points; anything else is a
+    LearnlabError (a run directory, any other non-empty directory, another study's sweep)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LearnlabError(f"--out {str(out_dir)!r} is a file, not a sweep directory; choose another --out")
+    marker = out_dir / "sweep.json"
+    if marker.is_file():
+        try:
+            swept = json.loads(marker.read_text()).get("study")
+        except (OSError, ValueError, AttributeError):
+            raise LearnlabError(f"{str(marker)!r}: not a readable sweep marker; choose another --out") from None
+        if swept != study:
+            raise LearnlabError(f"--out {str(out_dir)!r} is a sweep of {swept!r}, not {study!r}; choose another --out")
+    elif out_dir.is_dir() and any(out_dir.iterdir()):
+        raise LearnlabError(
+            f"--out {str(out_dir)!r} exists and is not a sweep directory (no sweep.json); choose another --out"
+        )
+    todo = [i for i, name in enumerate(names) if not (out_dir / name / "summary.json").is_file()]
+    for i in set(range(len(names))) - set(todo):  # resuming: a finished point must be this point
+        if config_from_yaml(out_dir / names[i] / "config.yaml") != configs[i].model_dump(mode="json"):
+            raise LearnlabError(f"{str(out_dir / names[i])!r} was run with another config; use another --out")
+        load_summary(out_dir / names[i] / "summary.json")  # a damaged one: an error naming it, before any work
+    return todo
+
+
+def _start(out_dir: Path, marker: dict[str, Any]) -> None:
+    """The sweep directory, marked as one by its sweep.json from the start (rewritten at the end)."""
+    try:
+        out_dir.mkdir(exist_ok=True)
+        if not (out_dir / "sweep.json").is_file():
+            write_json(out_dir / "sweep.json", marker)
+    except OSError as err:
+        raise LearnlabError(f"--out {str(out_dir)!r}: cannot create the sweep directory ({err.strerror})") from None
 
 
 def summarise(out_dir: Path, names: list[str], points: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per (point, arm, metric): the point's values, mean, std and the 95% CI."""
     rows = []
     for name, point in zip(names, points, strict=True):
-        summary = json.loads((out_dir / name / "summary.json").read_text())
+        summary = read_summary(out_dir / name)
         for arm, cells in summary["table"].items():
             for metric, cell in cells.items():
                 rows.append(

@@ -212,21 +212,29 @@ def test_a_full_disk_at_the_first_checkpoint_is_one_line_and_leaves_nothing(in_t
 
 
 def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path, monkeypatch):
-    """Checkpoint.save writes through a Python file: a full disk is an OSError, and the last whole
-    checkpoint stays (no .tmp left beside it)."""
+    """Checkpoint.save writes its bytes through Python: a full disk is an OSError naming the checkpoint,
+    and the last whole checkpoint stays (no .tmp left beside it)."""
     checkpoint = Checkpoint(tmp_path / "train.ckpt")
     checkpoint.save({"step": 1})
     before = checkpoint.path.read_bytes()
+    real = Path.write_bytes
 
-    def full(obj, file, *args, **kwargs):
-        file.write(b"partial")
+    def full(self, data):
+        real(self, bytes(data)[:10])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(Path, "write_bytes", full)
     with pytest.raises(OSError) as raised:
         checkpoint.save({"step": 2})
-    assert raised.value.errno == errno.ENOSPC and api.resource_problem(raised.value)
+    assert raised.value.errno == errno.ENOSPC and "train.ckpt" in api.resource_problem(raised.value)
     assert checkpoint.path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["train.ckpt"]
+
+
+def test_torchs_own_short_write_reads_as_a_full_disk():
+    """torch.save to a path on a full disk raises a RuntimeError without the errno (seen on a tmpfs)."""
+    err = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 525760 vs 525648")
+    assert "disk full" in api.resource_problem(err)
+    assert api.resource_problem(RuntimeError("a bug")) is None
 
 
 def test_a_full_disk_when_writing_the_run_directory_keeps_the_checkpoints_to_resume(tmp_path, monkeypatch):

@@ -185,6 +185,8 @@ def write_run(result: RunResult, out: Path) -> Path:
 
 # what torch and the C allocator say when an allocation fails (torch.OutOfMemoryError says it too)
 _OOM = re.compile(r"out of memory|can't allocate memory|cannot allocate memory", re.IGNORECASE)
+# what torch.save says when the file it writes to a path comes out short (it does not keep the errno)
+_SHORT_WRITE = re.compile(r"PytorchStreamWriter failed|unexpected pos \d+ vs \d+|file write failed")
 
 
 def resource_problem(err: BaseException) -> str | None:
@@ -194,6 +196,8 @@ def resource_problem(err: BaseException) -> str | None:
         return f"out of disk space{where} ({os.strerror(err.errno)})"
     if isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and _OOM.search(str(err))):
         return "out of memory: lower batch_size, hidden_size, eval_size or --seeds"
+    if isinstance(err, RuntimeError) and (short := _SHORT_WRITE.search(str(err))):
+        return f"torch could not write a file ({short.group(0)}): is the disk full?"
     return None
 
 

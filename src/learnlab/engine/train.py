@@ -8,6 +8,7 @@ a global gradient-norm clip, averaging the loss over models — would break this
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from collections.abc import Callable, Iterator
@@ -51,12 +52,15 @@ class Checkpoint:
     def save(self, state: dict[str, Any]) -> None:
         """Atomically: the previous checkpoint stays whole until the new one is complete."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as file:  # a full disk is then an OSError (ENOSPC), not torch's RuntimeError
-                torch.save(state, file)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        try:  # written by Python: a full disk is an OSError (ENOSPC), not a RuntimeError from torch's writer
+            tmp.write_bytes(buffer.getbuffer())
             os.replace(tmp, self.path)
-        except BaseException:
+        except BaseException as err:
             tmp.unlink(missing_ok=True)
+            if isinstance(err, OSError) and err.filename is None:
+                err.filename = str(self.path)  # for the message: which file the disk had no room for
             raise
 
 

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -466,6 +467,30 @@ def test_an_unreachable_ray_address_is_answered_at_once_and_creates_nothing(in_t
     assert time.monotonic() - started < 30
     one_line_error(capsys, "127.0.0.1:1", "no Ray cluster answers")
     assert list(in_tmp.iterdir()) == [] and not ray.is_initialized()
+
+
+@pytest.mark.ray
+def test_a_port_that_accepts_but_never_answers_is_refused_within_seconds():
+    pytest.importorskip("ray")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        started = time.monotonic()
+        with pytest.raises(LearnlabError, match="no Ray cluster answers there"):
+            connect_ray(f"127.0.0.1:{silent.getsockname()[1]}")
+        assert time.monotonic() - started < 30
+
+
+@pytest.mark.ray
+def test_a_real_ray_cluster_passes_the_probe():
+    ray = pytest.importorskip("ray")
+    from learnlab.sweeps.jobs import _probe
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        _probe(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
 
 
 @pytest.mark.parametrize("address", ["nohost", "host:port", "h:0", "h:99999", "ray://:10001"])

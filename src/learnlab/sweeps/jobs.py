@@ -12,8 +12,10 @@ give the same numbers on one machine. A job on a GPU reserves one from Ray.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,28 +171,61 @@ PROBE_SECONDS = 5.0
 
 def connect_ray(address: str | None) -> Any:
     """Ray, connected to `address` (None, "auto", "local": as ray.init takes them). A HOST:PORT or
-    ray://HOST:PORT is probed first with a TCP connection of at most PROBE_SECONDS: where nothing
-    answers, ray.init retries for minutes; here it is a one-line LearnlabError at once."""
+    ray://HOST:PORT is probed first (`_probe`, at most PROBE_SECONDS): where nothing answers, ray.init
+    retries for minutes; here it is a one-line LearnlabError at once."""
     ray = import_ray()
     if ray.is_initialized():
         return ray
-    if address not in (None, "", "auto", "local"):
+    remote = address not in (None, "", "auto", "local")
+    if remote:
         _probe(address)
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        # a port that answers but is no Ray cluster: ray.init's C++ client logs a line a second until it
+        # gives up (about 20 s); the error below says it in one (a local Ray's processes keep stderr)
+        with _silenced_stderr() if remote else contextlib.nullcontext():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         problem = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise LearnlabError(f"--address {address!r}: cannot connect to Ray ({problem})") from None
     return ray
 
 
+@contextlib.contextmanager
+def _silenced_stderr() -> Iterator[None]:
+    """File descriptor 2 (where C++ libraries log) to /dev/null for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# the HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, its client server)
+# answers with a SETTINGS frame of its own
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_SETTINGS = 4
+
+
 def _probe(address: str) -> None:
+    """A TCP connection to the address, and a gRPC (HTTP/2) greeting back: a port that accepts but
+    never answers (no Ray behind it) would otherwise keep ray.init waiting without end. With TLS
+    (RAY_USE_TLS) the greeting would be refused, so only the connection is checked."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     host = host.strip("[]")  # an IPv6 [::1]:6379
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise LearnlabError(f"--address {address!r}: expected HOST:PORT or ray://HOST:PORT")
+    tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
     try:
-        socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+        with socket.create_connection((host, int(port)), timeout=PROBE_SECONDS) as conn:
+            if not tls:
+                conn.sendall(_HTTP2_HELLO)
+                head = conn.recv(9)
+                if len(head) < 4 or head[3] != _SETTINGS:
+                    raise ConnectionError(0, "it answers, but not as a Ray cluster")
     except OSError as err:
         reason = err.strerror or str(err) or type(err).__name__
         raise LearnlabError(f"--address {address!r}: no Ray cluster answers there ({reason})") from None

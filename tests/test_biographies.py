@@ -308,3 +308,22 @@ def test_values_and_names_span_several_tokens(encoder):
     per_value = (batch.value_attr >= 0).sum() / batch.first_value.sum()
     assert 2 <= per_value <= 6
     assert math.isclose(np.mean([len(encoder.name_ids(i)) for i in range(100)]), 4.5, abs_tol=1.5)
+
+
+def test_chance_accuracy_by_hand():
+    pools = bio.Pools(n_days=2, n_years=1, n_cities=2, n_universities=1, n_majors=1, n_companies=2)
+    world = bio.World.generate(4, 0, 0, pools=pools)
+    # dates: day 1 x3 and day 2 x1, all January 1900; cities 0,0,0,1; companies 0,1,0,1 (a tie: 0 wins)
+    world.values[:] = [[0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 1, 1]]
+    expected = (3 / 4 + 3 / 4 + 1 + 1 + 2 / 4 + 3 / 4) / 6
+    assert bio.chance_accuracy(world) == pytest.approx(expected)
+    assert math.isnan(bio.chance_accuracy(bio.World.generate(0, 3, 0)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_sizes, st.integers(1, 2000), st.integers(0, 2**32 - 1))
+def test_chance_accuracy_is_at_least_one_over_each_pool(pools, n, seed):
+    """The most common of k values is held by at least n/k individuals (the date may have none)."""
+    world = bio.World.generate(n, 0, seed, pools=pools)
+    floor = sum(1 / size for size in pools.attribute_sizes[1:]) / 6
+    assert floor - 1e-12 <= bio.chance_accuracy(world) <= 1

@@ -178,15 +178,20 @@ def test_phase_metrics_measure_the_unseen_rise_from_the_pre_knowledge_minimum():
     loss = np.array([12.0, 8.0, 4.3, 4.1, 4.0, 4.0, 3.95, 2.5, 1.0, 0.5])  # plateau 300..700, ends at 800
     acc = np.array([0.0, 0.0, 0.0, 0.0, 0.01, 0.01, 0.02, 0.3, 0.7, 0.9])
     unseen = np.array([12.0, 8.0, 4.4, 4.2, 4.1, 4.15, 4.3, 4.9, 5.6, 5.2])
-    m = ka.phase_metrics(steps, loss, acc, unseen, baseline=4.5, empirical=4.0)
+    levels = ka.NoKnowledge(pool=4.5, empirical=4.0, chance=0.0)
+    m = ka.phase_metrics(steps, loss, acc, unseen, levels)
     assert (m["phase1_end_step"], m["plateau_end_step"], m["plateau_length"]) == (300, 800, 500)
     assert m["plateau_detected"] == 1.0 and m["plateau_evals"] == 5
     assert m["unseen_loss_rise"] == pytest.approx(5.6 - 4.1)  # the peak after 800 minus the minimum before
     assert m["unseen_loss_peak_minus_baseline"] == pytest.approx(5.6 - 4.5)
     assert m["unseen_loss_min_minus_empirical"] == pytest.approx(4.1 - 4.0)
-    straight = ka.phase_metrics(steps, np.array([12.0, 8, 4.2, 2, 1, 0.5, 0.4, 0.3, 0.3, 0.3]), acc, unseen, 4.5, 4.0)
+    straight = ka.phase_metrics(steps, np.array([12.0, 8, 4.2, 2, 1, 0.5, 0.4, 0.3, 0.3, 0.3]), acc, unseen, levels)
     assert straight["plateau_detected"] == 0.0 and math.isnan(straight["plateau_end_step"])
     assert math.isnan(straight["unseen_loss_rise"]) and math.isnan(straight["plateau_length"])
+    # at a chance accuracy of 10%, accuracy must pass 15% to end the plateau: 0.3 at step 800 still does
+    lucky = ka.phase_metrics(steps, loss, acc + 0.1, unseen, levels._replace(chance=0.1))
+    assert (lucky["plateau_end_step"], lucky["plateau_evals"]) == (800, 5)
+    assert ka.phase_metrics(steps, loss, acc + 0.1, unseen, levels)["plateau_evals"] == 0  # 10% > the 5% line
 
 
 def test_notes_give_both_baselines_and_each_seeds_phase_verdict():
@@ -222,9 +227,10 @@ def test_the_world_and_its_baselines_follow_the_pool_knobs():
     world = ka.world_of(cfg).world
     assert world.pools == cfg.pools and (world.values[:, 1:] < 10).all()
     assert ka.world_of(paper).world.pools == bio.PAPER_POOLS  # the cache keys on the pools
-    pooled, empirical = ka.baselines(cfg)
+    pooled, empirical, chance = ka.baselines(cfg)
     assert pooled == pytest.approx(bio.no_knowledge_baseline(cfg.pools)) and pooled < bio.no_knowledge_baseline()
     assert empirical == pytest.approx(bio.empirical_baseline(world)) and empirical <= pooled
+    assert chance == bio.chance_accuracy(world) and 0.1 <= chance < 1  # at least 1/10 with pools of 10
 
 
 def test_the_laptop_world_keeps_n_well_above_every_value_pool():
@@ -253,5 +259,6 @@ def test_training_stops_once_every_seed_is_past_its_plateau_whether_or_not_one_w
 
         return TrainLog(torch.zeros(400, len(curves)), [(s, at(i)) for i, s in enumerate(steps)])
 
-    assert ka.plateau_ended(log(straight), baseline=4.0)
-    assert not ka.plateau_ended(log(straight, waiting), baseline=4.0)
+    assert ka.plateau_ended(log(straight), ka.NoKnowledge(4.5, 4.0, 0.0))
+    assert not ka.plateau_ended(log(straight, waiting), ka.NoKnowledge(4.5, 4.0, 0.0))
+    assert not ka.plateau_ended(log(straight), ka.NoKnowledge(4.5, 4.0, 0.6))  # 60% is chance: not knowing yet

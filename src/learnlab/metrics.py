@@ -85,7 +85,9 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> 
 # of a few hundred values and for a model that has not quite fitted the value distribution, narrow enough
 # that a loss still falling from ~3x the baseline, or already knowing a fifth of the facts, is outside.
 NEAR_BASELINE = 0.10
-PLATEAU_ACCURACY = 0.05  # a plateau has accuracy below 5%: at most a few facts known by chance
+# A plateau's accuracy stays under 5 points above chance (what greedy guessing from the value distribution
+# alone gets, `biographies.chance_accuracy`): a few facts known by luck or by the evaluation's noise at most.
+PLATEAU_ACCURACY = 0.05
 # A plateau holds for at least 3 evaluations: its slope is then a fit with a residual, not a line through
 # two points, and a curve that merely crosses the band between two evaluations is not a plateau.
 MIN_PLATEAU_EVALS = 3
@@ -105,18 +107,21 @@ class Phases:
     phase1_end_step: float  # first evaluated step with loss within NEAR_BASELINE of the baseline; NaN if never
     plateau_end_step: float  # the first evaluation after an accepted plateau; NaN if none, or if it never ended
     plateau: bool = False  # an accepted plateau (it may last to the end of training)
-    plateau_evals: int = 0  # evaluations in the band with accuracy < PLATEAU_ACCURACY, from phase 1's end
+    plateau_evals: int = 0  # evaluations in the band with accuracy < chance + PLATEAU_ACCURACY, from phase 1's end
     flatness: float = math.nan  # |the plateau's loss slope| / phase 1's descent rate, where both were measured
     flatness_after: float = math.nan  # |the plateau's loss slope| / the knowledge phase's steepest descent
     reason: str = ""
 
 
-def detect_phases(steps: np.ndarray, loss: np.ndarray, accuracy: np.ndarray, baseline: float) -> Phases:
-    """Phase boundaries from one model's evaluation curve (ascending steps) and its no-knowledge loss.
+def detect_phases(
+    steps: np.ndarray, loss: np.ndarray, accuracy: np.ndarray, baseline: float, chance: float = 0.0
+) -> Phases:
+    """Phase boundaries from one model's evaluation curve (ascending steps), its no-knowledge loss and its
+    no-knowledge (chance) accuracy.
 
     Phase 1 (learning which values exist) ends at the first evaluation with loss within the band of the
     baseline. The plateau is the run of evaluations from there with the loss inside the band and accuracy
-    below PLATEAU_ACCURACY; it ends (phase 3, knowledge) at the first evaluation that breaks the run. It
+    below chance + PLATEAU_ACCURACY; it ends (phase 3, knowledge) at the first evaluation that breaks the run. It
     counts as a plateau only if it spans MIN_PLATEAU_EVALS evaluations and its least-squares loss slope is
     below PLATEAU_FLATNESS times phase 1's mean descent rate, which needs phase 1 to span two evaluations,
     and below PLATEAU_FLATNESS times the knowledge phase's steepest descent when it ends before training
@@ -129,7 +134,7 @@ def detect_phases(steps: np.ndarray, loss: np.ndarray, accuracy: np.ndarray, bas
         return Phases(math.nan, math.nan, reason=f"no plateau: the loss never came within {band:.2f} nats of the "
                       f"baseline {baseline:.2f} (closest: {closest:.2f} away)")  # fmt: skip
     start = int(np.flatnonzero(inside)[0])
-    flat = inside & (accuracy < PLATEAU_ACCURACY)
+    flat = inside & (accuracy < chance + PLATEAU_ACCURACY)
     stop = start
     while stop < len(steps) and flat[stop]:
         stop += 1
@@ -140,7 +145,7 @@ def detect_phases(steps: np.ndarray, loss: np.ndarray, accuracy: np.ndarray, bas
         return Phases(phase1_end, math.nan, plateau_evals=count, reason=f"no plateau: {why}")
 
     if count < MIN_PLATEAU_EVALS:
-        return rejected(f"{_plateau_exit(loss, accuracy, stop, baseline, band)} after {count} evaluation(s) "
+        return rejected(f"{_plateau_exit(loss, accuracy, stop, baseline, band, chance)} after {count} evaluation(s) "
                         f"from phase 1's end at step {phase1_end:.0f} (needs {MIN_PLATEAU_EVALS})")  # fmt: skip
     if start == 0:
         return rejected("the loss was in the band at the first evaluation: phase 1's descent rate is unknown")
@@ -170,15 +175,17 @@ def _steepest_descent(steps: np.ndarray, loss: np.ndarray) -> float:
     return max(-np.polyfit(steps[i : i + width], loss[i : i + width], 1)[0] for i in range(len(steps) - width + 1))
 
 
-def _plateau_exit(loss: np.ndarray, accuracy: np.ndarray, stop: int, baseline: float, band: float) -> str:
+def _plateau_exit(
+    loss: np.ndarray, accuracy: np.ndarray, stop: int, baseline: float, band: float, chance: float
+) -> str:
     """Why the run of plateau evaluations stopped at index `stop`."""
     if stop >= len(loss):
         return "training ended"
     why = []
     if not abs(loss[stop] - baseline) <= band:
         why.append(f"the loss left the baseline band ({'below' if loss[stop] < baseline - band else 'above'})")
-    if accuracy[stop] >= PLATEAU_ACCURACY:
-        why.append(f"accuracy reached {100 * PLATEAU_ACCURACY:g}%")
+    if accuracy[stop] >= chance + PLATEAU_ACCURACY:
+        why.append(f"accuracy reached {100 * (chance + PLATEAU_ACCURACY):.3g}%")
     return " and ".join(why)
 
 

@@ -12,8 +12,8 @@ transformer per seed, AdamW, cosine schedule, fresh biographies every step) with
 `snapshot_every` steps and at step 0. Its phases are detected on its held-out-template curve against
 the empirical no-knowledge level of its N individuals' values, as in knowledge-acquisition
 (`learnlab.metrics.detect_phases`: phase 1 ends at the first evaluation with attribute loss within 10%
-of that level, p1; a plateau must then hold the loss in that band, flat, below 5% accuracy, for at least
-3 evaluations, and ends at the first evaluation that breaks it, p2; T is the last step), and each
+of that level, p1; a plateau must then hold the loss in that band, flat, below 5 points above chance
+accuracy, for at least 3 evaluations, and ends at the first evaluation that breaks it, p2; T is the last step), and each
 seed's stage checkpoints are the snapshots nearest to `phase1` = p1/2 (strictly before p1),
 `early-plateau` = p1 + (p2 − p1)/4, `late-plateau` = p1 + 3(p2 − p1)/4, `after-plateau` = p2 + (T − p2)/4
 and `end` = T; `untrained-patterns` uses the step-0 weights. Where the reference never reaches a boundary
@@ -29,9 +29,10 @@ the attention paid, from each position that predicts a value's first token, to t
 (every occurrence so far), to the attribute-type words since the name, and to <bos> — per layer,
 averaged over heads and the six attributes. The plateau length is p2 − p1 of each arm's own curve,
 missing (NaN) when the plateau does not end within the run or the detector finds none
-(`plateau_detected` says which). `knowledge_step` is the first evaluation with accuracy ≥ 5%, whatever
-the detector says. `acc_auc` is the mean held-out accuracy over the run (the area under the
-learning curve divided by its length), the measure of "helps" and "worse" in the claims.
+(`plateau_detected` says which). `knowledge_step` is the first evaluation with accuracy ≥ chance
++ 5 points (`chance_accuracy`, greedy guessing of the commonest values), whatever the detector says.
+`acc_auc` is the mean held-out accuracy over the run (the area under the learning curve divided by its
+length), the measure of "helps" and "worse" in the claims.
 
 Verdicts. Every claim is a paired comparison over seeds (each patched arm shares its seed's
 initialisation and data with the reference): the per-seed differences get a Student-t 95% interval, and
@@ -308,13 +309,13 @@ class _SnapshotStore:
 # --- stages ---------------------------------------------------------------------------------------------
 
 
-def phases_of(log: TrainLog, baseline: float) -> list[Phases]:
-    """The phases of every member's held-out curve against `baseline` (the empirical no-knowledge level,
-    as in knowledge-acquisition): a boundary not reached, or a plateau the detector rejects, is NaN."""
+def phases_of(log: TrainLog, levels: ka.NoKnowledge) -> list[Phases]:
+    """The phases of every member's held-out curve against the empirical no-knowledge level and chance
+    accuracy, as in knowledge-acquisition: a boundary not reached, or a plateau the detector rejects, is NaN."""
     steps = np.array([s for s, _ in log.evals])
     loss = np.stack([m["loss_heldout_templates"].numpy() for _, m in log.evals])
     acc = np.stack([m["acc_heldout_templates"].numpy() for _, m in log.evals])
-    return [detect_phases(steps, loss[:, j], acc[:, j], baseline) for j in range(loss.shape[1])]
+    return [detect_phases(steps, loss[:, j], acc[:, j], levels.empirical, levels.chance) for j in range(loss.shape[1])]
 
 
 def stage_steps(p1: float, p2: float, total: int, available: list[int]) -> dict[str, int]:
@@ -362,18 +363,19 @@ def rows(arm: str, cfg: ka.BiographyConfig, log: TrainLog, reference_steps: list
     attention = {what: np.mean([curve[f"{what}_attention_l{layer}"] for layer in range(cfg.n_layers)], axis=0)
                  for what in ("name", "type")}  # fmt: skip
     finals: dict[str, np.ndarray] = {}
-    baseline, empirical = ka.baselines(cfg)
-    for j, phases in enumerate(phases_of(log, empirical)):
+    levels = ka.baselines(cfg)
+    for j, phases in enumerate(phases_of(log, levels)):
         p1, p2 = phases.phase1_end_step, phases.plateau_end_step
-        knowing = np.flatnonzero(acc[:, j] >= PLATEAU_ACCURACY)
+        knowing = np.flatnonzero(acc[:, j] >= levels.chance + PLATEAU_ACCURACY)
         values = {
             "phase1_end_step": p1,
             "plateau_end_step": p2,
             "plateau_length": p2 - p1,
             "plateau_detected": float(phases.plateau),
             "knowledge_step": steps[knowing[0]] if knowing.size else math.nan,
-            "no_knowledge_baseline": baseline,
-            "empirical_baseline": empirical,
+            "no_knowledge_baseline": levels.pool,
+            "empirical_baseline": levels.empirical,
+            "chance_accuracy": levels.chance,
             "final_acc": acc[-1, j],
             "final_loss": curve["loss_heldout_templates"][-1, j],
             "acc_auc": float(np.trapezoid(acc[:, j], steps) / (steps[-1] - steps[0])),
@@ -415,7 +417,7 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
     base = job_config(cfg)
     log, snapshots = run(base, ctx, "reference (unpatched)", snapshot_every=cfg.snapshot_every)
     reference = rows(UNPATCHED, base, log, None)
-    phases = phases_of(log, ka.baselines(base)[1])
+    phases = phases_of(log, ka.baselines(base))
     stages = [stage_steps(p.phase1_end_step, p.plateau_end_step, cfg.steps, list(snapshots)) for p in phases]
     wanted = {UNTRAINED: [0] * cfg.seeds} | {f"patch-{s}": [st[s] for st in stages] for s in STAGES}
     jobs = [
@@ -468,15 +470,16 @@ def _values(cell: dict[str, Any]) -> np.ndarray:
 
 
 def _reached(cells: dict[str, Any]) -> np.ndarray:
-    """Per seed: the run reached knowledge (held-out accuracy ≥ 5% at some evaluation). Runs made before
-    `knowledge_step` was measured: the final accuracy says it (accuracy does not fall back here)."""
+    """Per seed: the run reached knowledge (held-out accuracy ≥ chance + 5 points at some evaluation). Runs
+    made before `knowledge_step` was measured: the final accuracy says it (accuracy does not fall back
+    here), against a 5% line (those runs recorded no chance level)."""
     if "knowledge_step" in cells:
         return np.isfinite(_values(cells["knowledge_step"]))
     return _values(cells["final_acc"]) >= PLATEAU_ACCURACY
 
 
 def _knowledge_steps(cells: dict[str, Any]) -> np.ndarray:
-    """Per seed: the first step with accuracy ≥ 5%; +inf where the run never got there."""
+    """Per seed: the first step with accuracy ≥ chance + 5 points; +inf where the run never got there."""
     return np.where(_reached(cells), _values(cells["knowledge_step"]), np.inf)
 
 
@@ -523,7 +526,7 @@ def _too_few(use: np.ndarray, why: str) -> tuple[None, str]:
 
 def _post_plateau_removes(t: Table) -> tuple[bool | None, str]:
     """Paired by seed over the seeds whose reference plateau ends: the after-plateau arm's plateau is
-    shorter, and its knowledge (5% accuracy) comes earlier, than the reference's (t-intervals below 0).
+    shorter, and its knowledge (chance + 5 points) comes earlier, than the reference's (t-intervals below 0).
     Both: a detector that finds no plateau must not pass a run whose knowledge came no sooner."""
     ref, patched = t[UNPATCHED], t["patch-after-plateau"]
     use = _real_plateau(ref)
@@ -534,7 +537,7 @@ def _post_plateau_removes(t: Table) -> tuple[bool | None, str]:
     held = every([_decreases(shorter, never), _decreases(sooner, never)])
     return held, (
         f"after-plateau patterns minus reference, per seed with a reference plateau: plateau {_ci(shorter)}, "
-        f"knowledge (5% accuracy) {_ci(sooner)}"
+        f"knowledge (chance + 5 points) {_ci(sooner)}"
         + (f"; the patched run never reached knowledge in {never} seed(s)" if never else "")
         + f". Plateau per seed: reference {_fmt_steps(_effective_plateau(ref))}, after-plateau "
         f"{_fmt_steps(_effective_plateau(patched))} (checkpoint steps {_fmt_steps(_values(patched['reference_step']))})"
@@ -628,8 +631,8 @@ def _name_attention_rises(t: Table) -> tuple[bool | None, str]:
 
 CLAIMS = (
     Claim("Attention patterns from after the plateau shorten or remove the plateau: paired by seed, the plateau "
-          "is shorter and knowledge (5% held-out accuracy) comes earlier than in the reference (95% t-intervals "
-          "below 0; no plateau but knowledge counts as length 0, no knowledge as never ending)",
+          "is shorter and knowledge (held-out accuracy at chance + 5 points) comes earlier than in the reference "
+          "(95% t-intervals below 0; no plateau but knowledge counts as length 0, no knowledge as never ending)",
           _post_plateau_removes, CLAIM_SEEDS),
     Claim("Patterns from very early training (phase 1) are worse than untrained patterns: mean held-out accuracy "
           "over the run (acc_auc), phase-1 minus untrained, paired by seed, 95% t-interval below 0",
@@ -665,8 +668,8 @@ def notes(summary: dict[str, Any]) -> list[str]:
             for a in (*stages, UNPATCHED) if a in t) + " (unpatched: its own, at the end).")  # fmt: skip
     knowing = [a for a in (UNPATCHED, *stages) if "knowledge_step" in t.get(a, {})]
     if knowing:
-        out.append("First step with 5% held-out accuracy per seed (never: not within the run): " + "; ".join(
-            f"{a} {_fmt_steps(_knowledge_steps(t[a]))}" for a in knowing) + ".")  # fmt: skip
+        out.append("First step with held-out accuracy at chance + 5 points per seed (never: not within the run): "
+                   + "; ".join(f"{a} {_fmt_steps(_knowledge_steps(t[a]))}" for a in knowing) + ".")  # fmt: skip
     return out
 
 

@@ -25,8 +25,10 @@ of each pool (`n_days`, `n_years`, `n_cities`, `n_universities`, `n_majors`, `n_
 can stay well above every pool. Phases are detected on each seed's held-out-template curve against the
 empirical baseline (`learnlab.metrics.detect_phases`): phase 1 ends at the first evaluation with loss
 within 10% of it; the plateau is the run of evaluations from there with the loss in that band and
-accuracy below 5%, and counts only if it spans at least 3 evaluations with a loss slope under 1/5 of
-phase 1's descent rate; it ends at the first evaluation that leaves it (knowledge). Hallucination is
+accuracy below chance + 5 points (`chance_accuracy`: greedy guessing of the commonest values), and
+counts only if it spans at least 3 evaluations with a loss slope under 1/5 of phase 1's descent rate
+and under 1/5 of the knowledge phase's steepest descent after it; it ends at the first evaluation that
+leaves it (knowledge). Hallucination is
 measured as the rise of the unseen individuals' loss after the plateau over its minimum before.
 One world (`world_seed`) serves every seed; seeds differ in initialisation and data order.
 """
@@ -37,7 +39,7 @@ import contextlib
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -214,9 +216,18 @@ def world_of(cfg: BiographyConfig) -> bio.BiographyEncoder:
     return encoder(cfg.n_individuals, cfg.n_unseen, cfg.world_seed, cfg.vocab_size, cfg.pools)
 
 
-def baselines(cfg: BiographyConfig) -> tuple[float, float]:
-    """The no-knowledge levels of the configured world: (pools' mean log-size, seen values' entropy)."""
-    return bio.no_knowledge_baseline(cfg.pools), bio.empirical_baseline(world_of(cfg).world)
+class NoKnowledge(NamedTuple):
+    """What a model that knows the value distribution but no individual scores in the configured world."""
+
+    pool: float  # loss: the pools' mean log-size (the source's baseline)
+    empirical: float  # loss: the seen values' entropy (the phase detector's baseline)
+    chance: float  # accuracy: greedy guessing of the most common values (`biographies.chance_accuracy`)
+
+
+def baselines(cfg: BiographyConfig) -> NoKnowledge:
+    """The no-knowledge levels of the configured world."""
+    world = world_of(cfg).world
+    return NoKnowledge(bio.no_knowledge_baseline(cfg.pools), bio.empirical_baseline(world), bio.chance_accuracy(world))
 
 
 def context_length(cfg: BiographyConfig, enc: bio.BiographyEncoder) -> int:
@@ -382,7 +393,7 @@ def train(
     model = build_model(cfg, enc, init_seeds or seeds)
     stream = BiographyStream(cfg, enc, seeds, list(range(len(seeds))))
     sets = evaluation_sets(cfg, enc)
-    stop = functools.partial(plateau_ended, baseline=baselines(cfg)[1])
+    stop = functools.partial(plateau_ended, levels=baselines(cfg))
     with ctx.progress(f"{label} · {len(seeds)} transformers · N={cfg.n_individuals}", cfg.steps) as update:
         log = train_ensemble(
             model,
@@ -404,31 +415,31 @@ def train(
     return model, log, sets
 
 
-def plateau_ended(log: TrainLog, baseline: float) -> bool:
+def plateau_ended(log: TrainLog, levels: NoKnowledge) -> bool:
     """Every member is past its plateau, or past where one could have been: after phase 1 (`detect_phases`
-    against the empirical baseline), its accuracy has reached the plateau's 5% line. Whether the detector
-    accepted a plateau does not matter here: a member without one would otherwise train to its last step
-    (at N = 200 in the laptop world, 3000 steps for a question settled by step 165)."""
+    against the empirical baseline), its accuracy has reached the plateau's line, chance + 5 points.
+    Whether the detector accepted a plateau does not matter here: a member without one would otherwise
+    train to its last step (at N = 200 in the laptop world, 3000 steps for a question settled by step 165)."""
     steps = np.array([s for s, _ in log.evals])
     loss = np.stack([m["loss_heldout_templates"].numpy() for _, m in log.evals])
     acc = np.stack([m["acc_heldout_templates"].numpy() for _, m in log.evals])
-    return all(_past_plateau(steps, loss[:, j], acc[:, j], baseline) for j in range(loss.shape[1]))
+    return all(_past_plateau(steps, loss[:, j], acc[:, j], levels) for j in range(loss.shape[1]))
 
 
-def _past_plateau(steps: np.ndarray, loss: np.ndarray, acc: np.ndarray, baseline: float) -> bool:
-    phases = detect_phases(steps, loss, acc, baseline)
+def _past_plateau(steps: np.ndarray, loss: np.ndarray, acc: np.ndarray, levels: NoKnowledge) -> bool:
+    phases = detect_phases(steps, loss, acc, levels.empirical, levels.chance)
     if not math.isnan(phases.plateau_end_step):
         return True
     if math.isnan(phases.phase1_end_step):
         return False
-    return bool((acc[steps >= phases.phase1_end_step] >= PLATEAU_ACCURACY).any())
+    return bool((acc[steps >= phases.phase1_end_step] >= levels.chance + PLATEAU_ACCURACY).any())
 
 
 def final_metrics(
     model: EnsembleTransformer, log: TrainLog, sets: dict[str, bio.Batch], cfg: BiographyConfig
 ) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
     """The summary's per-member metrics, and per-member calibration bins for the figures."""
-    baseline, empirical = baselines(cfg)
+    levels = baselines(cfg)
     steps = np.array([s for s, _ in log.evals])
     curve = {name: np.stack([m[name].numpy() for _, m in log.evals]) for name in log.evals[0][1]}  # [E, K]
     model.eval()
@@ -439,9 +450,10 @@ def final_metrics(
     for j in range(k):
         held, unseen_curve = curve["loss_heldout_templates"][:, j], curve["loss_unseen"][:, j]
         values = {
-            "no_knowledge_baseline": baseline,
-            "empirical_baseline": empirical,
-            **phase_metrics(steps, held, curve["acc_heldout_templates"][:, j], unseen_curve, baseline, empirical),
+            "no_knowledge_baseline": levels.pool,
+            "empirical_baseline": levels.empirical,
+            "chance_accuracy": levels.chance,
+            **phase_metrics(steps, held, curve["acc_heldout_templates"][:, j], unseen_curve, levels),
             "final_loss_heldout_templates": curve["loss_heldout_templates"][-1, j],
             "final_loss_unseen_individuals": curve["loss_unseen"][-1, j],
             "final_acc_train_templates": curve["acc_train_templates"][-1, j],
@@ -472,15 +484,14 @@ def phase_metrics(
     loss: np.ndarray,
     accuracy: np.ndarray,
     unseen_loss: np.ndarray,
-    baseline: float,
-    empirical: float,
+    levels: NoKnowledge,
 ) -> dict[str, float]:
     """One member's phases, detected on its held-out-template curve against the empirical baseline (the
     no-knowledge level of the values it was trained on), and its unseen individuals' loss around them.
 
     `unseen_loss_rise` is the hallucination the source describes: the highest unseen loss once the plateau
     has ended, minus the lowest before it ended (the pre-knowledge minimum); NaN without a plateau end."""
-    phases = detect_phases(steps, loss, accuracy, empirical)
+    phases = detect_phases(steps, loss, accuracy, levels.empirical, levels.chance)
     end = phases.plateau_end_step
     after, before = steps >= end, steps < end  # both empty when there is no plateau end (NaN)
     peak = unseen_loss[after].max() if after.any() else math.nan
@@ -495,16 +506,17 @@ def phase_metrics(
         "plateau_flatness": phases.flatness,
         "plateau_flatness_after": phases.flatness_after,
         "unseen_loss_rise": rise,
-        "unseen_loss_peak_minus_baseline": peak - baseline,
-        "unseen_loss_min_minus_baseline": lowest - baseline,
-        "unseen_loss_peak_minus_empirical": peak - empirical,
-        "unseen_loss_min_minus_empirical": lowest - empirical,
+        "unseen_loss_peak_minus_baseline": peak - levels.pool,
+        "unseen_loss_min_minus_baseline": lowest - levels.pool,
+        "unseen_loss_peak_minus_empirical": peak - levels.empirical,
+        "unseen_loss_min_minus_empirical": lowest - levels.empirical,
     }
 
 
 SUMMARY_METRICS = (
     "no_knowledge_baseline",
     "empirical_baseline",
+    "chance_accuracy",
     "phase1_end_step",
     "plateau_end_step",
     "plateau_length",
@@ -564,7 +576,7 @@ def measure_as(arm: str, cfg: BiographyConfig, ctx: RunContext, extra: ExtraFina
 
 def _three_phases(t: Table) -> tuple[bool | None, str]:
     """Every seed shows a plateau the detector accepts (loss flat in the band of the empirical baseline,
-    accuracy < 5%, >= 3 evaluations) that ends, and knowledge follows: final held-out-template accuracy
+    accuracy < chance + 5 points, >= 3 evaluations) that ends, and knowledge follows: final held-out-template accuracy
     with its CI above 50%."""
     cells = t["default"]
     p1, p2 = (_values(cells[m]) for m in ("phase1_end_step", "plateau_end_step"))
@@ -572,8 +584,9 @@ def _three_phases(t: Table) -> tuple[bool | None, str]:
     lacking = [i for i, end in enumerate(p2) if not np.isfinite(end)]
     evidence = (
         f"phase 1 ends (loss within {100 * NEAR_BASELINE:g}% of the empirical baseline) by step {_mean(p1)}; "
-        f"an accepted plateau (flat, accuracy < 5%) ends by step {_mean(p2)} in {len(p2) - len(lacking)} of "
-        f"{len(p2)} seeds; final held-out-template accuracy {pct(acc) if acc['mean'] is not None else 'n/a'}"
+        f"an accepted plateau (flat, accuracy < chance + 5 points) ends by step {_mean(p2)} in "
+        f"{len(p2) - len(lacking)} of {len(p2)} seeds; "
+        f"final held-out-template accuracy {pct(acc) if acc['mean'] is not None else 'n/a'}"
     )
     if lacking:
         return False, f"no accepted plateau that ends in seed index {', '.join(map(str, lacking))}; {evidence}"

@@ -10,9 +10,10 @@ cosine schedule (`schedule_steps`), so the learning rate at a step does not depe
 stops. The plateau is measured as everywhere in learnlab (`learnlab.metrics.detect_phases`, on the
 held-out-template curves), under two definitions, because the source gives none: its length from the
 end of phase 1 (the first evaluation with attribute loss near the no-knowledge baseline) to the first
-later evaluation where attribute accuracy reaches 5% (`plateau_length`, derived arm `fit`), and the step
-at which it ends, counted from step 0 (`plateau_end_step`, derived arm `fit-from-step-0`). For each, a
-straight line through log(mean length over seeds) against log N gives length = a·N^b. The 95% CI of b is
+later evaluation that leaves the plateau, by its loss or by accuracy reaching chance + 5 points
+(`plateau_length`, derived arm `fit`), and the step at which it ends, counted from step 0
+(`plateau_end_step`, derived arm `fit-from-step-0`). For each, a straight line through log(mean length
+over seeds) against log N gives length = a·N^b. The 95% CI of b is
 the Student-t interval of a regression slope, from the residuals of the K per-N means about the line
 (K − 2 degrees of freedom): those residuals hold both the seed noise of each mean and the lack of fit of
 a power law, so a curve that bends on log-log axes gets a wide interval (a bootstrap that resamples

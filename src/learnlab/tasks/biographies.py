@@ -111,6 +111,26 @@ def empirical_baseline(world: World) -> float:
     return (date + sum(_entropy(values[:, a]) for a in range(1, len(ATTRIBUTES)))) / len(ATTRIBUTES)
 
 
+def chance_accuracy(world: World) -> float:
+    """Mean over attributes of the accuracy of a model that knows the seen individuals' value distribution
+    but not who has which value: greedy decoding then gives every individual the most common value (the
+    date: the most common day, month and year, each chosen alone, as its tokens come one by one). An upper
+    bound where values share a first token, which greedy decoding may pick instead. NaN without seen
+    individuals."""
+    values = world.values[: world.n_individuals]
+    if not len(values):
+        return math.nan
+    date = np.logical_and.reduce([part == _mode(part) for part in _date_parts(values[:, 0])]).mean()
+    others = [(values[:, a] == _mode(values[:, a])).mean() for a in range(1, len(ATTRIBUTES))]
+    return float(date + sum(others)) / len(ATTRIBUTES)
+
+
+def _mode(labels: np.ndarray) -> int:
+    """The most common label (the smallest of a tie)."""
+    found, counts = np.unique(labels, return_counts=True)
+    return int(found[counts.argmax()])
+
+
 def _entropy(labels: np.ndarray) -> float:
     """Entropy (nats) of the empirical distribution of integer labels."""
     p = np.unique(labels, return_counts=True)[1] / len(labels)

@@ -12,18 +12,30 @@ T=12, d_model 32, forward + backward, one thread of a shared 2-core CPU): 35–3
 40 ms with vmap (160 ms on its first calls), which has no batching rule for CPU SDPA and loops over the
 members there; and hooks that record activations (side effects) do not mix with vmap. Stacked it is.
 
-Hook points carry TransformerLens names, so interpretability code reads the same here:
-`hook_embed`, `hook_pos_embed`, and per block `blocks.{l}.hook_resid_pre`, `blocks.{l}.attn.hook_pattern`,
-`blocks.{l}.hook_attn_out`, `blocks.{l}.hook_resid_mid`, `blocks.{l}.hook_mlp_out`,
-`blocks.{l}.hook_resid_post`. Activations have shape [K, B, T, d_model]; patterns [K, B, heads, T_q, T_k].
-A hook is `fn(activation, name) -> replacement or None`. Attention runs through
-`scaled_dot_product_attention` unless a hook asks for the pattern; then it is computed explicitly.
+Hook points carry TransformerLens names, so interpretability code reads the same here; each component
+declares its own (`hook_names()`), the model collects them:
+`hook_embed`, `hook_pos_embed`; per block `blocks.{l}.hook_resid_pre`, `blocks.{l}.attn.hook_q`,
+`.hook_k`, `.hook_v`, `.hook_attn_scores` (pre-softmax, masked with -inf), `.hook_pattern`, `.hook_z`,
+`blocks.{l}.hook_attn_out`, `blocks.{l}.hook_resid_mid`, `blocks.{l}.mlp.hook_pre` (before the GELU),
+`blocks.{l}.mlp.hook_post` (after it), `blocks.{l}.hook_mlp_out`, `blocks.{l}.hook_resid_post`; then
+`hook_resid_final` (the residual stream `unembed` reads) and `ln_final.hook_normalized`.
+Shapes carry the leading model axis K before TransformerLens's: residual-stream points [K, B, T, d_model],
+`hook_q/k/v/z` [K, B, T, heads, d_head], `hook_attn_scores`/`hook_pattern` [K, B, heads, T_q, T_k],
+`mlp.hook_pre/post` [K, B, T, d_mlp]. A hook is `fn(activation, name) -> replacement or None`.
+Attention runs through `scaled_dot_product_attention` unless a hook asks for the scores or the pattern;
+then it is computed explicitly (q/k/v/z hooks are served on either path).
+
+Components are small and swappable: `Block` takes its MLP from a factory (`mlp=`), so a mixture of experts
+can replace `MLP`; `unembed(resid)` is the final LayerNorm and unembedding, so a looped model can read out
+after every loop; `stop_at_layer` returns the residual stream before block L. `reset_parameters` gives
+every parameter a value whatever its rank, by its declared role (`init_roles`) or else by its rank.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +43,8 @@ from torch import Tensor, nn
 
 Hook = Callable[[Tensor, str], Tensor | None]
 Hooks = Mapping[str, Hook]
+NamesFilter = Callable[[str], bool] | Sequence[str] | str | None
+MLPFactory = Callable[[int, int, int], nn.Module]  # (n_models, d_model, d_mlp) -> forward(x, hooks, prefix)
 
 
 def _apply(hooks: Hooks | None, name: str, x: Tensor) -> Tensor:
@@ -38,6 +52,15 @@ def _apply(hooks: Hooks | None, name: str, x: Tensor) -> Tensor:
         return x
     out = hooks[name](x, name)
     return x if out is None else out
+
+
+def _apply_heads(hooks: Hooks | None, name: str, x: Tensor, k: int) -> Tensor:
+    """A hook on per-head activations x [K*B, heads, T, d_head], shown as [K, B, T, heads, d_head]."""
+    if hooks is None or name not in hooks:
+        return x
+    kb, h, t, dh = x.shape
+    out = hooks[name](x.view(k, kb // k, h, t, dh).transpose(2, 3), name)
+    return x if out is None else out.transpose(2, 3).reshape(kb, h, t, dh).contiguous()
 
 
 def _linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
@@ -52,7 +75,15 @@ def _layer_norm(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return torch.addcmul(b.view(view), F.layer_norm(x, x.shape[-1:]), w.view(view))
 
 
+def _prefixed(prefix: str, module: nn.Module) -> list[str]:
+    return [f"{prefix}.{name}" for name in getattr(module, "hook_names", list)()]
+
+
 class Attention(nn.Module):
+    """Causal multi-head attention; `w_o` writes into the residual stream (GPT-2's scaled init)."""
+
+    init_roles: ClassVar[dict[str, str]] = {"w_o": "residual"}
+
     def __init__(self, n_models: int, d_model: int, n_heads: int):
         super().__init__()
         if d_model % n_heads:
@@ -64,6 +95,9 @@ class Attention(nn.Module):
         self.w_o = nn.Parameter(torch.empty(k, d, d))
         self.b_o = nn.Parameter(torch.empty(k, d))
 
+    def hook_names(self) -> list[str]:
+        return ["hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z"]
+
     def forward(self, x: Tensor, mask: Tensor | None, hooks: Hooks | None, prefix: str) -> Tensor:
         """x [K, B, T, D]; mask [K, B, T, T] (True: may attend) or None for plain causal attention."""
         k, b, t, d = x.shape
@@ -71,43 +105,90 @@ class Attention(nn.Module):
         qkv = _linear(x, self.w_qkv, self.b_qkv).view(k * b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
         # contiguous: a matmul over strided views rounds differently with the batch size (i.e. with K)
         q, key, v = (part.contiguous() for part in qkv.unbind(0))  # [K*B, heads, T, d_head]
+        if hooks is not None:
+            parts = zip("qkv", (q, key, v), strict=True)
+            q, key, v = (_apply_heads(hooks, f"{prefix}.hook_{n}", a, k) for n, a in parts)
         flat_mask = None if mask is None else mask.reshape(k * b, 1, t, t)
-        name = f"{prefix}.hook_pattern"
-        if hooks is not None and name in hooks:
+        scores_name, pattern_name = f"{prefix}.hook_attn_scores", f"{prefix}.hook_pattern"
+        if hooks is not None and (scores_name in hooks or pattern_name in hooks):
             scores = q @ key.transpose(-1, -2) / math.sqrt(d // h)
             allowed = flat_mask if flat_mask is not None else torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-            pattern = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-            pattern = _apply(hooks, name, pattern.view(k, b, h, t, t)).reshape(k * b, h, t, t)
+            scores = _apply(hooks, scores_name, scores.masked_fill(~allowed, float("-inf")).view(k, b, h, t, t))
+            pattern = _apply(hooks, pattern_name, scores.softmax(dim=-1)).reshape(k * b, h, t, t)
             z = pattern @ v
         elif flat_mask is None:
             z = F.scaled_dot_product_attention(q, key, v, is_causal=True)
         else:
             z = F.scaled_dot_product_attention(q, key, v, attn_mask=flat_mask)
-        z = z.transpose(1, 2).reshape(k, b, t, d)
+        z = _apply_heads(hooks, f"{prefix}.hook_z", z, k).transpose(1, 2).reshape(k, b, t, d)
         return _linear(z, self.w_o, self.b_o)
 
 
+class MLP(nn.Module):
+    """GELU MLP; `w_out` writes into the residual stream. A replacement (a mixture of experts) has the same
+    constructor (n_models, d_model, d_mlp), forward(x, hooks, prefix) and `hook_names()`."""
+
+    init_roles: ClassVar[dict[str, str]] = {"w_out": "residual"}
+
+    def __init__(self, n_models: int, d_model: int, d_mlp: int):
+        super().__init__()
+        k, d = n_models, d_model
+        self.w_in, self.b_in = nn.Parameter(torch.empty(k, d, d_mlp)), nn.Parameter(torch.empty(k, d_mlp))
+        self.w_out, self.b_out = nn.Parameter(torch.empty(k, d_mlp, d)), nn.Parameter(torch.empty(k, d))
+
+    def hook_names(self) -> list[str]:
+        return ["hook_pre", "hook_post"]
+
+    def forward(self, x: Tensor, hooks: Hooks | None, prefix: str) -> Tensor:
+        pre = _apply(hooks, f"{prefix}.hook_pre", _linear(x, self.w_in, self.b_in))
+        return _linear(_apply(hooks, f"{prefix}.hook_post", F.gelu(pre)), self.w_out, self.b_out)
+
+
+_LEGACY_MLP_KEYS = ("w_in", "b_in", "w_out", "b_out")  # before issue 13 the MLP's weights were the block's
+
+
 class Block(nn.Module):
-    def __init__(self, n_models: int, d_model: int, n_heads: int, d_mlp: int):
+    """Pre-norm block: x + attn(ln1(x)), then + mlp(ln2(x))."""
+
+    init_roles: ClassVar[dict[str, str]] = {"ln1_w": "ones", "ln2_w": "ones"}
+
+    def __init__(self, n_models: int, d_model: int, n_heads: int, d_mlp: int, mlp: MLPFactory = MLP):
         super().__init__()
         k, d = n_models, d_model
         self.ln1_w, self.ln1_b = nn.Parameter(torch.empty(k, d)), nn.Parameter(torch.empty(k, d))
-        self.attn = Attention(n_models, d_model, n_heads)
         self.ln2_w, self.ln2_b = nn.Parameter(torch.empty(k, d)), nn.Parameter(torch.empty(k, d))
-        self.w_in, self.b_in = nn.Parameter(torch.empty(k, d, d_mlp)), nn.Parameter(torch.empty(k, d_mlp))
-        self.w_out, self.b_out = nn.Parameter(torch.empty(k, d_mlp, d)), nn.Parameter(torch.empty(k, d))
+        # the MLP before the attention: parameters() keeps its order from when the MLP's weights were the
+        # block's own (listed before its submodules'), so initialisation draws the same numbers and
+        # optimizer states of older checkpoints line up
+        self.mlp = mlp(n_models, d_model, d_mlp)
+        self.attn = Attention(n_models, d_model, n_heads)
+        self._register_load_state_dict_pre_hook(self._legacy_keys)
+
+    def _legacy_keys(self, state_dict: dict[str, Tensor], prefix: str, *_: Any) -> None:
+        """State dicts saved before the MLP was a component (`blocks.0.w_in`) load as `blocks.0.mlp.w_in`."""
+        if isinstance(self.mlp, MLP):
+            for name in _LEGACY_MLP_KEYS:
+                if prefix + name in state_dict and prefix + "mlp." + name not in state_dict:
+                    state_dict[prefix + "mlp." + name] = state_dict.pop(prefix + name)
+
+    def hook_names(self) -> list[str]:
+        return [
+            "hook_resid_pre", *_prefixed("attn", self.attn), "hook_attn_out", "hook_resid_mid",
+            *_prefixed("mlp", self.mlp), "hook_mlp_out", "hook_resid_post",
+        ]  # fmt: skip
 
     def forward(self, x: Tensor, mask: Tensor | None, hooks: Hooks | None, prefix: str) -> Tensor:
         x = _apply(hooks, f"{prefix}.hook_resid_pre", x)
         attn = self.attn(_layer_norm(x, self.ln1_w, self.ln1_b), mask, hooks, f"{prefix}.attn")
         x = _apply(hooks, f"{prefix}.hook_resid_mid", x + _apply(hooks, f"{prefix}.hook_attn_out", attn))
-        hidden = F.gelu(_linear(_layer_norm(x, self.ln2_w, self.ln2_b), self.w_in, self.b_in))
-        mlp = _linear(hidden, self.w_out, self.b_out)
+        mlp = self.mlp(_layer_norm(x, self.ln2_w, self.ln2_b), hooks, f"{prefix}.mlp")
         return _apply(hooks, f"{prefix}.hook_resid_post", x + _apply(hooks, f"{prefix}.hook_mlp_out", mlp))
 
 
 class EnsembleTransformer(nn.Module):
     """K independent transformers; forward(tokens [K, B, T]) -> outputs [K, B, T, n_out]."""
+
+    init_roles: ClassVar[dict[str, str]] = {"ln_final_w": "ones"}
 
     def __init__(
         self,
@@ -119,48 +200,64 @@ class EnsembleTransformer(nn.Module):
         n_heads: int = 2,
         d_mlp: int = 128,
         n_out: int = 1,
+        mlp: MLPFactory = MLP,
     ):
         super().__init__()
         k, d = n_models, d_model
         self.n_models, self.n_ctx, self.n_layers = k, n_ctx, n_layers
         self.w_embed = nn.Parameter(torch.empty(k, vocab_size, d))
         self.w_pos = nn.Parameter(torch.empty(k, n_ctx, d))
-        self.blocks = nn.ModuleList(Block(k, d, n_heads, d_mlp) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(Block(k, d, n_heads, d_mlp, mlp) for _ in range(n_layers))
         self.ln_final_w, self.ln_final_b = nn.Parameter(torch.empty(k, d)), nn.Parameter(torch.empty(k, d))
         self.w_unembed, self.b_unembed = nn.Parameter(torch.empty(k, d, n_out)), nn.Parameter(torch.empty(k, n_out))
 
     def hook_names(self) -> list[str]:
-        per_block = ["hook_resid_pre", "attn.hook_pattern", "hook_attn_out", "hook_resid_mid", "hook_mlp_out"]
+        """Every hook point, in the order a forward pass reaches them."""
         names = ["hook_embed", "hook_pos_embed"]
-        for layer in range(self.n_layers):
-            names += [f"blocks.{layer}.{n}" for n in [*per_block, "hook_resid_post"]]
-        return names
+        for layer, block in enumerate(self.blocks):
+            names += _prefixed(f"blocks.{layer}", block)
+        return [*names, "hook_resid_final", "ln_final.hook_normalized"]
 
     @torch.no_grad()
     def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
         """GPT-2's initialisation for member k from generators[k]: N(0, 0.02) weights, the residual
-        projections scaled by 1/√(2·layers), zero biases, LayerNorms at identity."""
-        residual_std = 0.02 / math.sqrt(2 * self.n_layers)
-        for name, p in self.named_parameters():
-            if name.endswith(("ln1_w", "ln2_w", "ln_final_w")):
-                p.fill_(1.0)
-            elif p.dim() == 2:  # biases and LayerNorm shifts
-                p.zero_()
-        for k, gen in enumerate(generators):
-            for name, p in self.named_parameters():
-                if p.dim() == 3:
-                    std = residual_std if name.endswith(("attn.w_o", "w_out")) else 0.02
-                    p[k].normal_(0.0, std, generator=gen)
+        projections scaled by 1/√(2·layers), zero biases, LayerNorms at identity.
 
-    def forward(
-        self,
-        tokens: Tensor,
-        positions: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        hooks: Hooks | None = None,
-    ) -> Tensor:
-        """tokens, positions [K, B, T] (positions default 0..T-1); attention_mask [K, B, T], True at real
-        tokens: keys at padding are ignored (a padding query attends to itself only, so nothing is NaN)."""
+        Every parameter gets a value: its role is what its module declares in `init_roles`, else by rank —
+        [K, n] a bias (zeros), [K, ...] of 3 or more dimensions a weight (normal, one draw per member, in
+        parameter order), so a component's 4-D expert weights are covered without saying so."""
+        stds = {"normal": 0.02, "residual": 0.02 / math.sqrt(2 * self.n_layers)}
+        drawn = []
+        for _, p, role in self._roles():
+            if role in stds:
+                drawn.append((p, stds[role]))
+            else:
+                p.fill_(1.0 if role == "ones" else 0.0)
+        for k, gen in enumerate(generators):
+            for p, std in drawn:
+                p[k].normal_(0.0, std, generator=gen)
+
+    def _roles(self) -> list[tuple[str, nn.Parameter, str]]:
+        """(name, parameter, role) of every parameter, in `named_parameters()` order."""
+        out, seen = [], set()
+        for prefix, module in self.named_modules():
+            roles = getattr(module, "init_roles", {})
+            for local, p in module.named_parameters(recurse=False):
+                name = f"{prefix}.{local}" if prefix else local
+                if id(p) in seen:  # a shared parameter is initialised once, where it first appears
+                    continue
+                seen.add(id(p))
+                role = roles.get(local)
+                if role is None and (p.dim() < 2 or p.shape[0] != self.n_models):
+                    raise ValueError(f"parameter {name!r} {tuple(p.shape)} has no model axis of {self.n_models}")
+                role = role or ("zeros" if p.dim() == 2 else "normal")
+                if role not in ("zeros", "ones", "normal", "residual"):
+                    raise ValueError(f"parameter {name!r} has an unknown init role {role!r}")
+                out.append((name, p, role))
+        return out
+
+    def embed(self, tokens: Tensor, positions: Tensor | None = None, hooks: Hooks | None = None) -> Tensor:
+        """The residual stream entering block 0: token + position embeddings [K, B, T, d_model]."""
         k, b, t = tokens.shape
         rows = tokens + torch.arange(k, device=tokens.device)[:, None, None] * self.w_embed.shape[1]
         embed = self.w_embed.reshape(-1, self.w_embed.shape[-1]).index_select(0, rows.reshape(-1)).view(k, b, t, -1)
@@ -169,16 +266,43 @@ class EnsembleTransformer(nn.Module):
         else:
             prow = positions + torch.arange(k, device=tokens.device)[:, None, None] * self.n_ctx
             pos = self.w_pos.reshape(-1, self.w_pos.shape[-1]).index_select(0, prow.reshape(-1)).view(k, b, t, -1)
-        x = _apply(hooks, "hook_embed", embed) + _apply(hooks, "hook_pos_embed", pos)
+        return _apply(hooks, "hook_embed", embed) + _apply(hooks, "hook_pos_embed", pos)
+
+    def unembed(self, resid: Tensor, hooks: Hooks | None = None) -> Tensor:
+        """The final LayerNorm and unembedding: residual stream [K, B, T, d_model] -> outputs [K, B, T, n_out]."""
+        resid = _apply(hooks, "hook_resid_final", resid)
+        normalized = _apply(hooks, "ln_final.hook_normalized", _layer_norm(resid, self.ln_final_w, self.ln_final_b))
+        return _linear(normalized, self.w_unembed, self.b_unembed)
+
+    def forward(
+        self,
+        tokens: Tensor,
+        positions: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        hooks: Hooks | None = None,
+        stop_at_layer: int | None = None,
+    ) -> Tensor:
+        """tokens, positions [K, B, T] (positions default 0..T-1); attention_mask [K, B, T], True at real
+        tokens: keys at padding are ignored (a padding query attends to itself only, so nothing is NaN).
+        stop_at_layer=L (0..n_layers, or negative from the end) returns the residual stream entering block L
+        (`blocks.{L}.hook_resid_pre`) instead of the outputs; the later blocks are not run."""
+        layers = self.n_layers if stop_at_layer is None else self._layers_before(stop_at_layer)
+        t = tokens.shape[-1]
+        x = self.embed(tokens, positions, hooks)
         mask = None
         if attention_mask is not None:
             causal = torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril()
             mask = causal & (attention_mask[:, :, None, :] | torch.eye(t, dtype=torch.bool, device=tokens.device))
-        for layer, block in enumerate(self.blocks):
-            x = block(x, mask, hooks, f"blocks.{layer}")
-        return _linear(_layer_norm(x, self.ln_final_w, self.ln_final_b), self.w_unembed, self.b_unembed)
+        for layer in range(layers):
+            x = self.blocks[layer](x, mask, hooks, f"blocks.{layer}")
+        return x if stop_at_layer is not None else self.unembed(x, hooks)
 
-    def run_with_hooks(self, tokens: Tensor, fwd_hooks: Iterable[tuple[str, Hook]], **kwargs: Tensor) -> Tensor:
+    def _layers_before(self, stop_at_layer: int) -> int:
+        if not -self.n_layers <= stop_at_layer <= self.n_layers:
+            raise ValueError(f"stop_at_layer={stop_at_layer} is outside -{self.n_layers}..{self.n_layers}")
+        return stop_at_layer if stop_at_layer >= 0 else self.n_layers + stop_at_layer
+
+    def run_with_hooks(self, tokens: Tensor, fwd_hooks: Iterable[tuple[str, Hook]], **kwargs: Any) -> Tensor:
         """TransformerLens-style: forward with hooks given as (name, fn) pairs."""
         hooks = dict(fwd_hooks)
         unknown = set(hooks) - set(self.hook_names())
@@ -187,13 +311,34 @@ class EnsembleTransformer(nn.Module):
         return self(tokens, hooks=hooks, **kwargs)
 
     def run_with_cache(
-        self, tokens: Tensor, names: Iterable[str] | None = None, **kwargs: Tensor
+        self,
+        tokens: Tensor,
+        names_filter: NamesFilter = None,
+        *,
+        names: Iterable[str] | None = None,
+        **kwargs: Any,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Forward, keeping the activations at the named hook points (all of them by default)."""
+        """Forward, keeping the activations (detached) at the hook points names_filter selects, as in
+        TransformerLens: None for all of them, one name, a list of names, or a predicate on names.
+        `names` is the earlier spelling of a list. With stop_at_layer=L the first value is the residual
+        stream entering block L, and the cache holds only the points reached."""
+        if names is not None:
+            if names_filter is not None:
+                raise TypeError("give names_filter or names, not both")
+            names_filter = list(names)
         cache: dict[str, Tensor] = {}
 
         def keep(x: Tensor, name: str) -> None:
             cache[name] = x.detach()
 
-        out = self.run_with_hooks(tokens, [(n, keep) for n in (names or self.hook_names())], **kwargs)
+        out = self.run_with_hooks(tokens, [(n, keep) for n in self._selected(names_filter)], **kwargs)
         return out, cache
+
+    def _selected(self, names_filter: NamesFilter) -> list[str]:
+        if names_filter is None:
+            return self.hook_names()
+        if isinstance(names_filter, str):
+            return [names_filter]
+        if callable(names_filter):
+            return [n for n in self.hook_names() if names_filter(n)]
+        return list(names_filter)

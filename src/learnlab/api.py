@@ -44,6 +44,7 @@ from learnlab.errors import Interrupted, LearnlabError
 from learnlab.progress import progress_bar
 from learnlab.reporting import report as reporting
 from learnlab.reporting.stats import compare, table_from_metrics
+from learnlab.resources import check_memory
 from learnlab.store.rundir import (
     DEFAULT_ROOT,
     atomic_dir,
@@ -134,6 +135,16 @@ def check_device(cfg: StudyConfig) -> None:
         raise LearnlabError(f"--device {cfg.device}: CUDA is not available on this machine")
     # deterministic cuBLAS needs a fixed workspace, set before its first use
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def check_resources(spec: Study, cfg: StudyConfig) -> float:
+    """The run's estimated peak memory; a LearnlabError naming the keys that make it too big for the
+    memory available now (see learnlab.resources). Called before anything is written."""
+    try:  # what the preset alone would run: the keys set away from it are the ones to name
+        baseline = build_config(spec.config, spec.name, spec.presets, cfg.preset, {"device": cfg.device})
+    except LearnlabError:
+        baseline = None
+    return check_memory(cfg, baseline)
 
 
 def execute(
@@ -240,6 +251,7 @@ def run(
     spec, cfg = resolve(study, preset=preset, seeds=seeds, arms=arms, overrides=overrides, device=device)
     out_dir = Path(out) if out is not None else default_run_dir(spec.name, cfg.preset)
     check_free(out_dir)
+    check_resources(spec, cfg)
     work = partial_dir(out_dir)
     _connect(cfg)
     try:
@@ -281,6 +293,7 @@ def resume(
         except ValidationError as err:
             raise LearnlabError(validation_message(err, str(work / "config.yaml"))) from None
         check_device(cfg)
+        check_resources(spec, cfg)
         _connect(cfg)
         return _complete(spec, cfg, out_dir, work, progress, checkpoint_every, resuming=True)
 

@@ -101,6 +101,9 @@ def run_sweep(
     out_dir = Path(out) if out else DEFAULT_ROOT / f"{spec.name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     names = [point_name(i, p) for i, p in enumerate(points)]
     todo = _check_resumable(out_dir, spec.name, names, configs)
+    if backend == "local" or address is None:  # the points run on this machine (a remote cluster's: unknown)
+        for i in todo:
+            api.check_resources(spec, configs[i])
     if backend == "ray":
         connect_ray(address)  # before anything is written: an address nothing answers is an error
     try:

@@ -16,12 +16,13 @@ import time
 import torch
 
 from learnlab.engine.adam import adam
+from learnlab.protocols import biography_lm as bl
 from learnlab.studies import knowledge_acquisition as ka
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}  # dense
 
 
-def flops_per_token(model: torch.nn.Module, cfg: ka.Config, context: int) -> float:
+def flops_per_token(model: torch.nn.Module, cfg: bl.BiographyConfig, context: int) -> float:
     matmul = sum(p.numel() for n, p in model.named_parameters() if n.startswith("blocks.") or n == "w_unembed")
     return 6 * matmul / model.n_models + 12 * cfg.n_layers * context * cfg.d_model
 
@@ -44,10 +45,10 @@ def main() -> None:
     if args.seeds:
         values["seeds"] = args.seeds
     cfg = ka.Config(**values)
-    enc = ka.world_of(cfg)
-    model = ka.build_model(cfg, enc, cfg.seed_list)
-    stream = ka.BiographyStream(cfg, enc, cfg.seed_list, list(range(cfg.seeds)))
-    loss_fn = ka.lm_loss(cfg, enc.pad_id)
+    enc = bl.world_of(cfg)
+    model = bl.build_model(cfg, enc, cfg.seed_list)
+    stream = bl.BiographyStream(cfg, enc, cfg.seed_list, list(range(cfg.seeds)))
+    loss_fn = bl.lm_loss(cfg, enc.pad_id)
     optimizer = adam(model.parameters(), cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), decoupled=True)
     tokens = 0
     for step in range(cfg.steps):

@@ -9,15 +9,15 @@ import pytest
 import torch
 
 import learnlab
+from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import describe
 from learnlab.studies import attention_patching as ap
-from learnlab.studies import knowledge_acquisition as ka
 
 
 @pytest.fixture(scope="module")
 def smoke():
     cfg = ap.Config(**ap.PRESETS["smoke"])
-    enc = ka.world_of(cfg)
+    enc = bl.world_of(cfg)
     return cfg, enc, ap.eval_set(cfg, enc)
 
 
@@ -27,7 +27,7 @@ def one_hot_patterns(batch, key_of_query, layers=2, heads=2):
     pattern = torch.zeros(1, b, heads, t, t)
     for q in range(t):
         pattern[..., q, key_of_query(q)] = 1.0
-    return {name: pattern for name in ap.pattern_names(layers)}
+    return {name: pattern for name in bl.pattern_names(layers)}
 
 
 def test_attention_masses_on_hand_made_patterns(smoke):
@@ -42,7 +42,7 @@ def test_attention_masses_on_hand_made_patterns(smoke):
     t = batch.tokens.shape[1]
     uniform = torch.ones(t, t).tril()
     uniform = (uniform / uniform.sum(-1, keepdim=True)).expand(1, len(batch.tokens), 2, t, t)
-    got = ap.masses({n: uniform for n in ap.pattern_names(2)}, batch)["name_attention_l1"].item()
+    got = ap.masses({n: uniform for n in bl.pattern_names(2)}, batch)["name_attention_l1"].item()
     b, q = torch.nonzero(batch.first_value[:, 1:], as_tuple=True)
     share = torch.stack([batch.name_mask[i, : j + 1].float().mean() for i, j in zip(b, q, strict=True)]).mean()
     assert got == pytest.approx(share.item(), rel=1e-5) and 0.2 < got < 0.6
@@ -59,20 +59,20 @@ def test_stages_follow_the_reference_phases_and_fall_back_to_nominal_points():
 
 def test_patched_attention_takes_no_gradient_and_reference_stays_frozen(smoke):
     cfg, enc, batch = smoke
-    model, reference = ka.build_model(cfg, enc, [0, 1]), ka.build_model(cfg, enc, [5, 6])
+    model, reference = bl.build_model(cfg, enc, [0, 1]), bl.build_model(cfg, enc, [5, 6])
     reference.requires_grad_(False)
     before = {k: v.clone() for k, v in reference.state_dict().items()}
     tokens = batch.tokens[:4].expand(2, -1, -1)
-    ap.patched_loss(cfg, enc.pad_id, reference)(model, tokens).sum().backward()
+    bl.lm_loss(cfg, enc.pad_id, hooks=ap.patched(reference))(model, tokens).sum().backward()
     d = cfg.d_model
     for block in model.blocks:
         grad = block.attn.w_qkv.grad
         assert grad[..., : 2 * d].abs().max() == 0 and grad[..., 2 * d :].abs().max() > 0  # queries, keys / values
     assert all(torch.equal(v, reference.state_dict()[k]) for k, v in before.items())
     # with its own initial weights as reference, the patched model computes what the plain one does
-    own = ka.build_model(cfg, enc, [0, 1]).requires_grad_(False)
-    plain = ka.lm_loss(cfg, enc.pad_id)(model, tokens)
-    torch.testing.assert_close(ap.patched_loss(cfg, enc.pad_id, own)(model, tokens), plain)
+    own = bl.build_model(cfg, enc, [0, 1]).requires_grad_(False)
+    plain = bl.lm_loss(cfg, enc.pad_id)(model, tokens)
+    torch.testing.assert_close(bl.lm_loss(cfg, enc.pad_id, hooks=ap.patched(own))(model, tokens), plain)
 
 
 def test_paired_cells_on_a_hand_made_frame():

@@ -11,6 +11,7 @@ from torch import nn
 from learnlab.engine.rng import generator
 from learnlab.engine.train import train_ensemble
 from learnlab.models.lstm import EnsembleLSTMClassifier, LSTMLastHidden, from_torch_lstm_order
+from learnlab.protocols import sortedness_lstm as sl
 from learnlab.studies import hard_negatives as a1
 
 V, E, H = 50, 8, 32
@@ -24,8 +25,8 @@ def to_torch_order(w, dim=0):
 def members_and_stream(cfg, members):
     seeds = sorted({s for _, s in members})
     member_seed = torch.tensor([seeds.index(s) for _, s in members])
-    share = torch.tensor([a1.ARMS[a] for a, _ in members])
-    return a1.TrainingStream(cfg, seeds, member_seed, share)
+    share = torch.tensor([sl.HARD_SHARE[a] for a, _ in members])
+    return sl.TrainingStream(cfg, seeds, member_seed, share)
 
 
 def build(members, dtype=torch.float64):
@@ -127,7 +128,7 @@ def test_ensemble_training_equals_separate_trainings():
     train_ensemble(
         model,
         lambda step: (batches[step][0], batches[step][1].double()),
-        a1.bce_per_model,
+        sl.bce_per_model,
         steps=25,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
@@ -157,7 +158,7 @@ def test_a_members_training_is_bit_identical_whatever_else_shares_the_ensemble()
     def trained(members):
         model = build(members, torch.float32)
         stream = members_and_stream(cfg, members)
-        train_ensemble(model, stream, a1.bce_per_model, steps=40, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        train_ensemble(model, stream, sl.bce_per_model, steps=40, lr=cfg.lr, weight_decay=cfg.weight_decay)
         return model
 
     alone = trained([("concept", 7)])

@@ -9,9 +9,9 @@ import torch
 import learnlab
 from learnlab.engine.rng import NumpyGenerator
 from learnlab.engine.train import train_ensemble
+from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import describe
 from learnlab.studies import fine_tuning_forgetting as ftf
-from learnlab.studies import knowledge_acquisition as ka
 
 REQUIRED = ("old_acc_start", "old_acc_min_100", "old_acc_end", "new_acc_end")
 
@@ -65,7 +65,7 @@ def test_eval_schedule_and_weight_labels():
 
 def test_the_stream_mixes_old_and_new_individuals_at_the_replay_share():
     cfg = ftf.job_config(ftf.Config(**ftf.PRESETS["smoke"]), ftf.ForgettingConfig, seed=0, seeds=1)
-    enc = ka.world_of(cfg)
+    enc = bl.world_of(cfg)
     new = ftf.new_individuals(enc, 8)
     assert set(new) <= set(enc.world.unseen)
     stream = ftf.FineTuningStream(cfg, enc, [0], new, old_share=1 / 3, steps=20)
@@ -128,17 +128,17 @@ def test_arms_fine_tune_at_equal_exposures_per_new_individual():
 
 def test_frozen_attention_keeps_every_attention_weight_and_trains_the_rest():
     cfg = ftf.job_config(ftf.Config(**ftf.PRESETS["smoke"]), ftf.ForgettingConfig, seed=0, seeds=1)
-    enc = ka.world_of(cfg)
-    model = ka.build_model(cfg, enc, [0])
+    enc = bl.world_of(cfg)
+    model = bl.build_model(cfg, enc, [0])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ftf.freeze_attention(model)
     stream = ftf.FineTuningStream(cfg, enc, [0], ftf.new_individuals(enc, 4), 0.0, 3)
-    train_ensemble(model, stream, ka.lm_loss(cfg, enc.pad_id), steps=3, lr=1e-2, weight_decay=0.1,
+    train_ensemble(model, stream, bl.lm_loss(cfg, enc.pad_id), steps=3, lr=1e-2, weight_decay=0.1,
                    decoupled_weight_decay=True)  # fmt: skip
     after = model.state_dict()
     attention = [k for k in before if ".attn." in k]
     assert attention and all(torch.equal(before[k], after[k]) for k in attention)
-    assert not torch.equal(before["blocks.0.w_in"], after["blocks.0.w_in"])
+    assert not torch.equal(before["blocks.0.mlp.w_in"], after["blocks.0.mlp.w_in"])
 
 
 # --- the claims, on hand-built tables (5 seeds) --------------------------------------------------------------

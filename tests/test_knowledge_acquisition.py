@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import learnlab
+from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import describe
 from learnlab.studies import knowledge_acquisition as ka
 from learnlab.tasks import biographies as bio
@@ -54,20 +55,20 @@ def test_learning_curves_track_the_three_evaluation_sets(smoke_run):
     out, _ = smoke_run
     metrics = pd.read_parquet(out / "metrics.parquet")
     tracked = set(metrics[metrics.split == "eval"].metric)
-    assert {f"{q}_{s}" for q in ("loss", "acc") for s in ka.EVAL_SETS} <= tracked
-    assert sorted(set(metrics[metrics.split == "calibration"].step)) == list(range(ka.CALIBRATION_BINS))
+    assert {f"{q}_{s}" for q in ("loss", "acc") for s in bl.EVAL_SETS} <= tracked
+    assert sorted(set(metrics[metrics.split == "calibration"].step)) == list(range(bl.CALIBRATION_BINS))
 
 
 def test_the_paper_preset_builds_the_full_size_model_and_steps_on_cpu():
     cfg = ka.Config(**{**ka.PRESETS["paper"], "steps": 2})
-    model = ka.build_model(cfg, _tiny_vocab_encoder(), [0])
+    model = bl.build_model(cfg, _tiny_vocab_encoder(), [0])
     blocks = sum(p.numel() for n, p in model.named_parameters() if n.startswith("blocks."))
     assert (len(model.blocks), model.w_embed.shape[-1]) == (8, 512)
     assert blocks == 8 * (4 * 512 * 512 + 4 * 512 + 2 * 512 * 2048 + 2048 + 512 + 4 * 512)  # 25.2M
     tokens = torch.randint(0, 100, (1, 2, 64))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     for _ in range(2):
-        loss = ka.lm_loss(cfg, pad_id=1)(model, tokens)
+        loss = bl.lm_loss(cfg, pad_id=1)(model, tokens)
         opt.zero_grad()
         loss.sum().backward()
         opt.step()
@@ -76,7 +77,7 @@ def test_the_paper_preset_builds_the_full_size_model_and_steps_on_cpu():
 
 def _tiny_vocab_encoder():
     """The paper preset's model shape with a small world's tokenizer (a 64k world is not needed here)."""
-    return ka.encoder(20, 10, 0, 2048)
+    return bl.encoder(20, 10, 0, 2048)
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
@@ -178,20 +179,20 @@ def test_phase_metrics_measure_the_unseen_rise_from_the_pre_knowledge_minimum():
     loss = np.array([12.0, 8.0, 4.3, 4.1, 4.0, 4.0, 3.95, 2.5, 1.0, 0.5])  # plateau 300..700, ends at 800
     acc = np.array([0.0, 0.0, 0.0, 0.0, 0.01, 0.01, 0.02, 0.3, 0.7, 0.9])
     unseen = np.array([12.0, 8.0, 4.4, 4.2, 4.1, 4.15, 4.3, 4.9, 5.6, 5.2])
-    levels = ka.NoKnowledge(pool=4.5, empirical=4.0, chance=0.0)
-    m = ka.phase_metrics(steps, loss, acc, unseen, levels)
+    levels = bl.NoKnowledge(pool=4.5, empirical=4.0, chance=0.0)
+    m = bl.phase_metrics(steps, loss, acc, unseen, levels)
     assert (m["phase1_end_step"], m["plateau_end_step"], m["plateau_length"]) == (300, 800, 500)
     assert m["plateau_detected"] == 1.0 and m["plateau_evals"] == 5
     assert m["unseen_loss_rise"] == pytest.approx(5.6 - 4.1)  # the peak after 800 minus the minimum before
     assert m["unseen_loss_peak_minus_baseline"] == pytest.approx(5.6 - 4.5)
     assert m["unseen_loss_min_minus_empirical"] == pytest.approx(4.1 - 4.0)
-    straight = ka.phase_metrics(steps, np.array([12.0, 8, 4.2, 2, 1, 0.5, 0.4, 0.3, 0.3, 0.3]), acc, unseen, levels)
+    straight = bl.phase_metrics(steps, np.array([12.0, 8, 4.2, 2, 1, 0.5, 0.4, 0.3, 0.3, 0.3]), acc, unseen, levels)
     assert straight["plateau_detected"] == 0.0 and math.isnan(straight["plateau_end_step"])
     assert math.isnan(straight["unseen_loss_rise"]) and math.isnan(straight["plateau_length"])
     # at a chance accuracy of 10%, accuracy must pass 15% to end the plateau: 0.3 at step 800 still does
-    lucky = ka.phase_metrics(steps, loss, acc + 0.1, unseen, levels._replace(chance=0.1))
+    lucky = bl.phase_metrics(steps, loss, acc + 0.1, unseen, levels._replace(chance=0.1))
     assert (lucky["plateau_end_step"], lucky["plateau_evals"]) == (800, 5)
-    assert ka.phase_metrics(steps, loss, acc + 0.1, unseen, levels)["plateau_evals"] == 0  # 10% > the 5% line
+    assert bl.phase_metrics(steps, loss, acc + 0.1, unseen, levels)["plateau_evals"] == 0  # 10% > the 5% line
 
 
 def test_notes_give_both_baselines_and_each_seeds_phase_verdict():
@@ -224,10 +225,10 @@ def test_the_world_and_its_baselines_follow_the_pool_knobs():
     paper = ka.Config(**ka.PRESETS["smoke"])
     cfg = ka.Config(**{**ka.PRESETS["smoke"], **small})
     assert cfg.pools == bio.Pools(**small) and paper.pools == bio.PAPER_POOLS
-    world = ka.world_of(cfg).world
+    world = bl.world_of(cfg).world
     assert world.pools == cfg.pools and (world.values[:, 1:] < 10).all()
-    assert ka.world_of(paper).world.pools == bio.PAPER_POOLS  # the cache keys on the pools
-    pooled, empirical, chance = ka.baselines(cfg)
+    assert bl.world_of(paper).world.pools == bio.PAPER_POOLS  # the cache keys on the pools
+    pooled, empirical, chance = bl.baselines(cfg)
     assert pooled == pytest.approx(bio.no_knowledge_baseline(cfg.pools)) and pooled < bio.no_knowledge_baseline()
     assert empirical == pytest.approx(bio.empirical_baseline(world)) and empirical <= pooled
     assert chance == bio.chance_accuracy(world) and 0.1 <= chance < 1  # at least 1/10 with pools of 10
@@ -259,6 +260,6 @@ def test_training_stops_once_every_seed_is_past_its_plateau_whether_or_not_one_w
 
         return TrainLog(torch.zeros(400, len(curves)), [(s, at(i)) for i, s in enumerate(steps)])
 
-    assert ka.plateau_ended(log(straight), ka.NoKnowledge(4.5, 4.0, 0.0))
-    assert not ka.plateau_ended(log(straight, waiting), ka.NoKnowledge(4.5, 4.0, 0.0))
-    assert not ka.plateau_ended(log(straight), ka.NoKnowledge(4.5, 4.0, 0.6))  # 60% is chance: not knowing yet
+    assert bl.plateau_ended(log(straight), bl.NoKnowledge(4.5, 4.0, 0.0))
+    assert not bl.plateau_ended(log(straight, waiting), bl.NoKnowledge(4.5, 4.0, 0.0))
+    assert not bl.plateau_ended(log(straight), bl.NoKnowledge(4.5, 4.0, 0.6))  # 60% is chance: not knowing yet

@@ -8,6 +8,7 @@ import torch
 import learnlab
 from learnlab.engine.rng import generator
 from learnlab.models.lstm import EnsembleLSTMClassifier, select_members
+from learnlab.protocols import sortedness_lstm as sl
 from learnlab.reporting.stats import describe
 from learnlab.studies import model_collapse as a2
 
@@ -39,7 +40,7 @@ def test_students_learn_the_teachers_labels_and_real_rows_the_truth():
     teacher = EnsembleLSTMClassifier(1, cfg.vocab_size, cfg.embed_dim, cfg.hidden_size)
     teacher.reset_parameters([generator(0, "init")])
     members = torch.zeros(3, dtype=torch.long)
-    stream = a2.SyntheticStream(
+    stream = sl.SyntheticStream(
         cfg, [0], members, ["hard-labels", "soft-labels", "real-50"], 1, select_members(teacher, members).eval()
     )
     tokens, labels = stream(0)

@@ -7,8 +7,8 @@ import torch
 
 import learnlab
 from learnlab.metrics import AttributeScores
+from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import table_from_metrics
-from learnlab.studies import knowledge_acquisition as ka
 from learnlab.studies import warmup_curriculum as wc
 
 
@@ -25,16 +25,16 @@ def test_smoke_runs_uniform_and_every_warmup_and_scores_all_individuals(tmp_path
 
 
 def test_final_knowledge_is_scored_on_every_individual_and_split_at_the_warmup_subset(monkeypatch):
-    cfg = ka.BiographyConfig(**{**ka.PRESETS["smoke"], "warmup_individuals": 5, "warmup_epochs": 8.0})
-    model = ka.build_model(cfg, ka.world_of(cfg), cfg.seed_list)
-    batch, _ = ka.score_every_seen(model, cfg)
+    cfg = bl.BiographyConfig(**{**bl.SMOKE, "warmup_individuals": 5, "warmup_epochs": 8.0})
+    model = bl.build_model(cfg, bl.world_of(cfg), cfg.seed_list)
+    batch, _ = bl.score_every_seen(model, cfg)
     assert batch.individuals.tolist() == list(range(cfg.n_individuals))  # all N, not a sample
 
     # member 0 knows the subset fully and half of the rest; member 1 knows nothing
     known = torch.where(batch.individuals < 5, 1.0, 0.5)[None, :, None].expand(2, -1, 6).clone()
     known[1] = 0
     fake = AttributeScores(torch.zeros_like(known), known, known, known)
-    monkeypatch.setattr(ka, "score_every_seen", lambda model, cfg: (batch, fake))
+    monkeypatch.setattr(bl, "score_every_seen", lambda model, cfg: (batch, fake))
     out = wc.final_over_everyone(model, cfg)
     assert out["final_acc_warmup_subset"].tolist() == [1.0, 0.0] and out["final_acc_rest"].tolist() == [0.5, 0.0]
     assert out["final_acc_all"] == pytest.approx([(5 + 15 * 0.5) / 20, 0.0]) and out["warmup_steps"].tolist() == [5, 5]

@@ -7,7 +7,7 @@ taken after the plateau removes the plateau; the later in training the checkpoin
 patterns help; but patterns from very early training are worse than untrained ones, because early
 attention, when predicting a value's first token, looks at the attribute-type words rather than the name.
 
-Method. A reference run is the knowledge-acquisition protocol (`knowledge_acquisition`: one
+Method. A reference run is the knowledge-acquisition protocol (`biography_lm`: one
 transformer per seed, AdamW, cosine schedule, fresh biographies every step) with its weights kept every
 `snapshot_every` steps and at step 0. Its phases are detected on its held-out-template curve against
 the empirical no-knowledge level of its N individuals' values, as in knowledge-acquisition
@@ -49,27 +49,25 @@ reference runs first, in the driver.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import Tensor
 
 from learnlab.config import check_arms
-from learnlab.engine.train import TrainLog, load_state, train_ensemble
-from learnlab.metrics import PLATEAU_ACCURACY, Phases, attribute_scores, detect_phases
+from learnlab.engine.train import TrainLog
+from learnlab.metrics import PLATEAU_ACCURACY, attribute_scores
 from learnlab.models.transformer import EnsembleTransformer, Hooks
+from learnlab.protocols import biography_lm as bl
+from learnlab.protocols.measurements import curves, log_rows, member_rows
 from learnlab.reporting.stats import Cell, Table, above, below, describe
-from learnlab.studies import knowledge_acquisition as ka
-from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
+from learnlab.studies.base import Claim, RunContext, Study, every
 from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
 from learnlab.tasks import biographies as bio
 
@@ -79,7 +77,7 @@ ARMS = (UNPATCHED, UNTRAINED, *(f"patch-{s}" for s in STAGES))
 PATTERN_MASSES = ("name", "type", "bos")  # where attention from a value-predicting position goes
 
 
-class Config(GridConfig, ka.BiographyConfig):
+class Config(GridConfig, bl.BiographyConfig):
     n_individuals: int = Field(400, gt=0, description="individuals trained on (N)")
     seeds: int = Field(2, ge=1)
     steps: int = Field(600, gt=0)
@@ -95,7 +93,7 @@ class Config(GridConfig, ka.BiographyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {**ka.PRESETS["smoke"], "steps": 20, "schedule_steps": 0, "eval_every": 5, "eval_individuals": 8},
+    "smoke": {**bl.SMOKE, "steps": 20, "schedule_steps": 0, "eval_every": 5, "eval_individuals": 8},
     # N=400, 600 steps of a 1000-step cosine (the plateau ends near step 400, and the knowledge phase has 200
     # steps at a useful learning rate): a reference run and six patched ones. 5 seeds, the fewest the paired
     # claims accept (`min_seeds`); at 2 seeds this took 10.1 minutes (604 s) alone on 2 cores, so about
@@ -105,39 +103,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # time: 6 trainings of 5 members at about 0.54 s a step. Not yet run: this world has no plateau at N = 200
     # (plateau-scaling's first try), so the claims that need the reference's plateau would be undetermined;
     # a plateau needs N >= 800, about 38 minutes at 5 seeds on 2 cores: to be re-tuned
-    "laptop": {"seeds": 5, **ka.LAPTOP_POOLS, "n_individuals": 200, "steps": 260, "eval_every": 13,
+    "laptop": {"seeds": 5, **bl.LAPTOP_POOLS, "n_individuals": 200, "steps": 260, "eval_every": 13,
                "eval_individuals": 60, "arms": [a for a in ARMS if a != "patch-end"]},
     # the paper's model and data on a GPU, one full cosine; 5 seeds, the fewest the paired claims accept
-    "paper": {**ka.PRESETS["paper"], "seeds": 5, "schedule_steps": 0, "snapshot_every": 500},
+    "paper": {**bl.PAPER, "seeds": 5, "schedule_steps": 0, "snapshot_every": 500},
 }
 
 
 # --- attention patterns --------------------------------------------------------------------------------
-
-
-def pattern_names(n_layers: int) -> list[str]:
-    return [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
-
-
-class _Enough(Exception):
-    """Raised by the hook of the last attention pattern: the rest of the forward pass is not needed."""
-
-
-@torch.no_grad()
-def patterns(reference: EnsembleTransformer, tokens: Tensor) -> dict[str, Tensor]:
-    """Every layer's attention pattern [K, B, heads, T, T] of the reference on `tokens`, detached; the
-    forward pass stops after the last layer's pattern (its MLP and the unembedding would be wasted)."""
-    names = pattern_names(reference.n_layers)
-    cache: dict[str, Tensor] = {}
-
-    def keep(pattern: Tensor, name: str) -> None:
-        cache[name] = pattern.detach()
-        if name == names[-1]:
-            raise _Enough
-
-    with contextlib.suppress(_Enough):
-        reference(tokens, hooks=dict.fromkeys(names, keep))
-    return cache
 
 
 def replaced_by(cache: dict[str, Tensor]) -> Hooks:
@@ -145,11 +118,17 @@ def replaced_by(cache: dict[str, Tensor]) -> Hooks:
     return {name: (lambda _own, n: cache[n]) for name in cache}
 
 
+def patched(reference: EnsembleTransformer) -> Callable[[Tensor], Hooks]:
+    """The hooks of a model patched by `reference` on given inputs: the reference's attention patterns on
+    the same inputs (`biography_lm.attention_patterns`, no gradient) in place of the model's own."""
+    return lambda inputs: replaced_by(bl.attention_patterns(reference, inputs))
+
+
 def masses(cache: dict[str, Tensor], batch: bio.Batch) -> dict[str, Tensor]:
     """Attention from each position that predicts a value's first token, per layer and member [K],
     averaged over heads and those positions: onto the name's tokens (every occurrence so far), onto the
     attribute-type words (the tokens since the name, the predicting position included), onto <bos>."""
-    names = pattern_names(len(cache))
+    names = bl.pattern_names(len(cache))
     width, device = cache[names[0]].shape[-1], cache[names[0]].device
     first, name = batch.first_value[:, :width].to(device), batch.name_mask[:, :width].to(device)
     b, q = torch.nonzero(first[:, 1:], as_tuple=True)  # sequence, position predicting a first value token
@@ -171,28 +150,26 @@ def masses(cache: dict[str, Tensor], batch: bio.Batch) -> dict[str, Tensor]:
 # --- training and evaluation ------------------------------------------------------------------------------
 
 
-def eval_set(cfg: ka.BiographyConfig, enc: bio.BiographyEncoder) -> bio.Batch:
+def eval_set(cfg: bl.BiographyConfig, enc: bio.BiographyEncoder) -> bio.Batch:
     """Fixed biographies of seen individuals in held-out templates (knowledge, not memory)."""
-    return ka.evaluation_sets(cfg, enc)["heldout_templates"]
+    return bl.evaluation_sets(cfg, enc)["heldout_templates"]
 
 
-def evaluator(
-    batch: bio.Batch, cfg: ka.BiographyConfig, reference: EnsembleTransformer | None
-) -> Callable[[EnsembleTransformer], dict[str, Tensor]]:
+def evaluator(batch: bio.Batch, cfg: bl.BiographyConfig, reference: EnsembleTransformer | None) -> bl.Evaluator:
     """Held-out attribute loss and accuracy, and where the attention in use goes (`masses`): the model's
     own patterns, or its reference's when patched."""
-    names = pattern_names(cfg.n_layers)
+    names = bl.pattern_names(cfg.n_layers)
 
     def evaluate(model: EnsembleTransformer) -> dict[str, Tensor]:
         loss, correct, attention = [], [], {}
-        for i in range(0, len(batch.tokens), ka.EVAL_CHUNK):
-            chunk = bio.Batch(*(getattr(batch, f)[i : i + ka.EVAL_CHUNK] for f in bio.Batch.__dataclass_fields__))
+        for i in range(0, len(batch.tokens), bl.EVAL_CHUNK):
+            chunk = bio.Batch(*(getattr(batch, f)[i : i + bl.EVAL_CHUNK] for f in bio.Batch.__dataclass_fields__))
             tokens = chunk.tokens.to(cfg.device).expand(model.n_models, -1, -1)
-            with torch.no_grad(), ka.autocast(cfg):
+            with torch.no_grad(), bl.autocast(cfg):
                 if reference is None:
                     logits, cache = model.run_with_cache(tokens, names=names)
                 else:
-                    cache = patterns(reference, tokens)
+                    cache = bl.attention_patterns(reference, tokens)
                     logits = model(tokens, hooks=replaced_by(cache))
             s = attribute_scores(logits, tokens, chunk.value_attr.to(cfg.device), len(bio.ATTRIBUTES))
             loss.append(s.loss)
@@ -208,114 +185,39 @@ def evaluator(
     return evaluate
 
 
-def patched_loss(cfg: ka.BiographyConfig, pad_id: int, reference: EnsembleTransformer):  # type: ignore[no-untyped-def]
-    """`knowledge_acquisition.lm_loss` of a model whose attention patterns are the reference's on the
-    same input (no gradient flows into them, nor into the reference)."""
-
-    def loss(model: EnsembleTransformer, tokens: Tensor) -> Tensor:
-        inputs = tokens[..., :-1]
-        with ka.autocast(cfg):
-            logits = model(inputs, hooks=replaced_by(patterns(reference, inputs)))
-        target = tokens[..., 1:]
-        ce = F.cross_entropy(logits.float().flatten(0, 2), target.flatten(), reduction="none").view(target.shape)
-        real = (target != pad_id).float()
-        return (ce * real).sum(dim=(1, 2)) / real.sum(dim=(1, 2))
-
-    return loss
-
-
-Snapshots = dict[int, dict[str, Tensor]]  # step -> the ensemble's state dict (on the CPU)
+Snapshots = bl.Snapshots
 
 
 def run(
-    cfg: ka.BiographyConfig,
+    cfg: bl.BiographyConfig,
     ctx: RunContext,
     label: str,
     reference: EnsembleTransformer | None = None,
     snapshot_every: int = 0,
 ) -> tuple[TrainLog, Snapshots]:
-    """One training of the protocol, one member per seed, from the seeds' initialisation and data:
-    unpatched, keeping the weights every `snapshot_every` steps (and at 0 and the end), or patched by
-    `reference`. The log starts with an evaluation at step 0."""
-    enc, seeds = ka.world_of(cfg), cfg.seed_list
-    model = ka.build_model(cfg, enc, seeds)
-    stream = ka.BiographyStream(cfg, enc, seeds, list(range(len(seeds))))
-    evaluate = evaluator(eval_set(cfg, enc), cfg, reference)
-    start = _evaluated(model, evaluate)
-    store = _SnapshotStore(ctx.workdir / "jobs" / "reference-snapshots" if ctx.workdir and reference is None else None)
-    every = snapshot_every or cfg.eval_every
+    """One training of the protocol (`biography_lm.train`), one member per seed, from the seeds'
+    initialisation and data, evaluated from step 0 on and trained to the end: unpatched, keeping the
+    weights every `snapshot_every` steps (and at 0 and the end), or patched by `reference`."""
+    enc = bl.world_of(cfg)
+    store = None
     if reference is None:
-        store.keep(0, model)
-    loss = ka.lm_loss(cfg, enc.pad_id) if reference is None else patched_loss(cfg, enc.pad_id, reference)
-    with ctx.progress(f"{label} · {len(seeds)} transformers · N={cfg.n_individuals}", cfg.steps) as update:
-
-        def on_step(step: int) -> None:
-            if reference is None and (step % every == 0 or step == cfg.steps):
-                store.keep(step, model)
-            update(step)
-
-        log = train_ensemble(
-            model,
-            stream,
-            loss,
-            steps=cfg.steps,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            betas=(0.9, cfg.beta2),
-            decoupled_weight_decay=True,
-            lr_schedule=ka.cosine(cfg.schedule_steps or cfg.steps),
-            evaluate=evaluate,
-            eval_every=cfg.eval_every,
-            on_step=on_step,
-            checkpoint=ctx.checkpoint("reference" if reference is None else "train"),
-            cpu_threads=None,
-        )
-    log.evals.insert(0, (0, start))
-    return log, store.snapshots
-
-
-def _evaluated(
-    model: EnsembleTransformer, evaluate: Callable[[EnsembleTransformer], dict[str, Tensor]]
-) -> dict[str, Tensor]:
-    """The step-0 evaluation (train_ensemble evaluates after steps only): where the curves start."""
-    model.eval()
-    with torch.no_grad():
-        out = {name: value.detach().cpu() for name, value in evaluate(model).items()}
-    model.train()
-    return out
-
-
-class _SnapshotStore:
-    """The reference's weights by step, in memory and, when the run has a work directory, on disk: a
-    resumed reference (which continues from its last checkpoint) finds the earlier ones there."""
-
-    def __init__(self, directory: Path | None):
-        self.directory = directory
-        self.snapshots: Snapshots = {}
-        if directory is not None and directory.is_dir():
-            for file in directory.glob("step-*.pt"):
-                self.snapshots[int(file.stem.removeprefix("step-"))] = load_state(file)
-
-    def keep(self, step: int, model: EnsembleTransformer) -> None:
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        self.snapshots[step] = state
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / f"step-{step:07d}.pt.tmp"
-            torch.save(state, tmp)
-            tmp.replace(self.directory / f"step-{step:07d}.pt")
+        directory = ctx.workdir / "jobs" / "reference-snapshots" if ctx.workdir else None
+        store = bl.SnapshotStore(directory, snapshot_every or cfg.eval_every)
+    _, log = bl.train(
+        cfg,
+        ctx,
+        label,
+        evaluate=evaluator(eval_set(cfg, enc), cfg, reference),
+        loss=bl.lm_loss(cfg, enc.pad_id, hooks=None if reference is None else patched(reference)),
+        from_step_0=True,
+        snapshots=store,
+        checkpoint="reference" if reference is None else "train",
+        stop_after_plateau=False,
+    )
+    return log, {} if store is None else store.snapshots
 
 
 # --- stages ---------------------------------------------------------------------------------------------
-
-
-def phases_of(log: TrainLog, levels: ka.NoKnowledge) -> list[Phases]:
-    """The phases of every member's held-out curve against the empirical no-knowledge level and chance
-    accuracy, as in knowledge-acquisition: a boundary not reached, or a plateau the detector rejects, is NaN."""
-    steps = np.array([s for s, _ in log.evals])
-    loss = np.stack([m["loss_heldout_templates"].numpy() for _, m in log.evals])
-    acc = np.stack([m["acc_heldout_templates"].numpy() for _, m in log.evals])
-    return [detect_phases(steps, loss[:, j], acc[:, j], levels.empirical, levels.chance) for j in range(loss.shape[1])]
 
 
 def stage_steps(p1: float, p2: float, total: int, available: list[int]) -> dict[str, int]:
@@ -349,22 +251,20 @@ def stack_members(snapshots: Snapshots, steps: list[int]) -> dict[str, Tensor]:
 # --- measurements -----------------------------------------------------------------------------------------
 
 
-def rows(arm: str, cfg: ka.BiographyConfig, log: TrainLog, reference_steps: list[int] | None) -> pd.DataFrame:
+def rows(arm: str, cfg: bl.BiographyConfig, log: TrainLog, reference_steps: list[int] | None) -> pd.DataFrame:
     """Long-format rows of one arm: the training loss, the evaluation curves and the test metrics. The
     attention masses of the test metrics are those of the patterns in use, averaged over layers: for a
     patched arm its reference checkpoint's (fixed), for the unpatched arm its own at the end and, as
     published, where its phase 1 and its plateau end."""
     members = [(arm, s) for s in cfg.seed_list]
-    steps = [s for s, _ in log.evals]
-    curve = {name: np.stack([m[name].numpy() for _, m in log.evals]) for name in log.evals[0][1]}  # [E, K]
-    frames = [member_rows(members, list(range(1, len(log.losses) + 1)), log.losses.numpy(), "train", "loss")]
-    frames += [member_rows(members, steps, v, "eval", name) for name, v in curve.items()]
+    steps, curve = curves(log)  # [E, K] each
+    frames = log_rows(members, log)
     acc = curve["acc_heldout_templates"]
     attention = {what: np.mean([curve[f"{what}_attention_l{layer}"] for layer in range(cfg.n_layers)], axis=0)
                  for what in ("name", "type")}  # fmt: skip
     finals: dict[str, np.ndarray] = {}
-    levels = ka.baselines(cfg)
-    for j, phases in enumerate(phases_of(log, levels)):
+    levels = bl.baselines(cfg)
+    for j, phases in enumerate(bl.member_phases(log, levels)):
         p1, p2 = phases.phase1_end_step, phases.plateau_end_step
         knowing = np.flatnonzero(acc[:, j] >= levels.chance + PLATEAU_ACCURACY)
         values = {
@@ -396,28 +296,23 @@ def rows(arm: str, cfg: ka.BiographyConfig, log: TrainLog, reference_steps: list
 
 
 def measure_patched(
-    arm: str, reference_state: dict[str, Tensor], reference_steps: list[int], cfg: ka.BiographyConfig, ctx: RunContext
+    arm: str, reference_state: dict[str, Tensor], reference_steps: list[int], cfg: bl.BiographyConfig, ctx: RunContext
 ) -> pd.DataFrame:
     """A patched arm (a job): train from the seeds' initialisation with the reference checkpoints'
     patterns, member k's from the reference state's member k (seed k's checkpoint at reference_steps[k])."""
-    reference = ka.build_model(cfg, ka.world_of(cfg), cfg.seed_list)
+    reference = bl.build_model(cfg, bl.world_of(cfg), cfg.seed_list)
     reference.load_state_dict(reference_state)
     reference.eval().requires_grad_(False)
     log, _ = run(cfg, ctx, arm, reference=reference)
     return rows(arm, cfg, log, reference_steps)
 
 
-def job_config(cfg: Config) -> ka.BiographyConfig:
-    """The protocol's fields of the study's config (what a patched job needs)."""
-    return ka.BiographyConfig(**{k: getattr(cfg, k) for k in ka.BiographyConfig.model_fields if k != "arms"})
-
-
 def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
     """The reference (= unpatched) run, its stage checkpoints per seed, then one job per patched arm."""
-    base = job_config(cfg)
+    base = bl.protocol_config(cfg)
     log, snapshots = run(base, ctx, "reference (unpatched)", snapshot_every=cfg.snapshot_every)
     reference = rows(UNPATCHED, base, log, None)
-    phases = phases_of(log, ka.baselines(base))
+    phases = bl.member_phases(log, bl.baselines(base))
     stages = [stage_steps(p.phase1_end_step, p.plateau_end_step, cfg.steps, list(snapshots)) for p in phases]
     wanted = {UNTRAINED: [0] * cfg.seeds} | {f"patch-{s}": [st[s] for st in stages] for s in STAGES}
     jobs = [

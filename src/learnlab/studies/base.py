@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from learnlab.config import StudyConfig
@@ -107,20 +106,3 @@ class Study:
 
     def describe(self) -> str:
         return f"{self.name:<22} {self.title} [presets: {', '.join(self.presets)}]"
-
-
-def member_rows(members: list[tuple[str, int]], steps: list[int], values: Any, split: str, metric: str) -> pd.DataFrame:
-    """Long rows for a [len(steps), K] array of per-member values (member k = members[k])."""
-    values = np.asarray(values, dtype=float).reshape(len(steps), len(members))
-    arms = [arm for arm, _ in members]
-    seeds = [seed for _, seed in members]
-    return pd.DataFrame(
-        {
-            "arm": np.tile(arms, len(steps)),
-            "seed": np.tile(seeds, len(steps)),
-            "step": np.repeat(steps, len(members)),
-            "split": split,
-            "metric": metric,
-            "value": values.reshape(-1),
-        }
-    )

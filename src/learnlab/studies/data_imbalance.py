@@ -8,7 +8,7 @@ the number of individuals N; more imbalance pays off with larger N (and shorter 
 imbalance hurts. A variant makes a subset of "celebrities" more frequent.
 
 Method. For every N in `n_values` and every α in `alphas` (up to 1.5, so that an optimum near 1 is not at
-the grid's edge), the knowledge-acquisition protocol (`knowledge_acquisition`) trains one transformer per
+the grid's edge), the knowledge-acquisition protocol (`biography_lm`) trains one transformer per
 seed for the same number of steps (one cosine schedule), on biographies whose individual is drawn
 ∝ (i+1)^(−α) (α = 0: uniform). One more training, at the first N, draws the first `celebrities`
 individuals `celebrity_weight` times as often as the others (α = 0). Every training is a job
@@ -42,8 +42,8 @@ from pydantic import Field, field_validator, model_validator
 
 from learnlab.config import distinct_sorted
 from learnlab.models.transformer import EnsembleTransformer
+from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import Table, above, below, describe, difference, t_interval
-from learnlab.studies import knowledge_acquisition as ka
 from learnlab.studies.base import Claim, RunContext, Study, every
 from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
 from learnlab.tasks import biographies as bio
@@ -64,7 +64,7 @@ TEST_METRICS = (
 ALPHA_ARM = re.compile(r"^alpha-(?P<alpha>.+?)(?:-N-(?P<n>\d+))?$")
 
 
-class Config(GridConfig, ka.BiographyConfig):
+class Config(GridConfig, bl.BiographyConfig):
     grid_knobs = "alphas, n_values and celebrities"
     alphas: list[float] = Field(
         [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5], min_length=2, description="Zipf exponents"
@@ -100,7 +100,7 @@ class Config(GridConfig, ka.BiographyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
-        **ka.PRESETS["smoke"],
+        **bl.SMOKE,
         "alphas": [0.0, 0.6],
         "n_values": [10, 15],
         "celebrities": 2,
@@ -118,11 +118,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 220 steps (35 passes over the individuals, the paper's 16k x 128 / 64k = 32) to stay within 20 minutes:
     # 7 trainings of 5 members at about 0.54 s a step. With one N, "the optimum grows with N" is undetermined
     # here (the paper preset runs two).
-    "laptop": {"alphas": [0.0, 0.6, 0.8, 1.0, 1.25, 1.5], "seeds": 5, **ka.LAPTOP_POOLS, "n_values": [200],
+    "laptop": {"alphas": [0.0, 0.6, 0.8, 1.0, 1.25, 1.5], "seeds": 5, **bl.LAPTOP_POOLS, "n_values": [200],
                "steps": 220, "schedule_steps": 1000, "eval_every": 20},  # lr >= 88% of its peak throughout
     # the paper's model and budget (16k steps of 128), two N; its celebrity sizes are not given: ours
     "paper": {
-        **ka.PRESETS["paper"],
+        **bl.PAPER,
         "n_values": [16_000, 64_000],
         "seeds": 5,
         "eval_every": 100,
@@ -152,15 +152,14 @@ def best_arm(cfg: Config, n: int) -> str:
     return f"best{suffix(cfg, n)}"
 
 
-def job_config(cfg: Config, n: int, **data: Any) -> ka.BiographyConfig:
+def job_config(cfg: Config, n: int, **data: Any) -> bl.BiographyConfig:
     """One training: the study's values for every field the protocol knows, then the grid point's."""
-    shared = {key: getattr(cfg, key) for key in ka.BiographyConfig.model_fields if key != "arms"}
-    return ka.BiographyConfig(**{**shared, "n_individuals": n, "celebrities": 0, "celebrity_weight": 1.0, **data})
+    return bl.protocol_config(cfg, **{"n_individuals": n, "celebrities": 0, "celebrity_weight": 1.0, **data})
 
 
-def final_over_everyone(model: EnsembleTransformer, cfg: ka.BiographyConfig) -> dict[str, np.ndarray]:
+def final_over_everyone(model: EnsembleTransformer, cfg: bl.BiographyConfig) -> dict[str, np.ndarray]:
     """Final attribute loss and accuracy over all N individuals alike (held-out templates)."""
-    _, s = ka.score_every_seen(model, cfg)
+    _, s = bl.score_every_seen(model, cfg)
     return {
         "final_loss": s.loss.nanmean(dim=(1, 2)).cpu().numpy(),
         "final_acc": s.correct.nanmean(dim=(1, 2)).cpu().numpy(),
@@ -169,7 +168,7 @@ def final_over_everyone(model: EnsembleTransformer, cfg: ka.BiographyConfig) -> 
 
 def jobs(cfg: Config) -> list[Job]:
     def job(arm: str, n: int, **data: Any) -> Job:
-        fn = functools.partial(ka.measure_as, arm, extra=final_over_everyone)
+        fn = functools.partial(bl.measure_as, arm, extra=final_over_everyone)
         return Job(arm, fn, job_config(cfg, n, **data))
 
     grid = [job(alpha_arm(cfg, a, n), n, alpha=a) for n in cfg.n_values for a in cfg.alphas]

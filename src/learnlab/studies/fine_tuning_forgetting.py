@@ -8,7 +8,7 @@ but not the initial collapse; attention patterns stay stable (the damage is in t
 associative memory), and a toy associative memory — a one-hidden-layer MLP mapping random keys to
 classes — forgets fast too.
 
-Method. Pre-training is the knowledge-acquisition protocol (`knowledge_acquisition.train`): one
+Method. Pre-training is the knowledge-acquisition protocol (`biography_lm.train`): one
 transformer per seed learns the biographies of N old individuals under a cosine schedule. The new
 individuals are the first n of the world's `unseen` ones, never trained on. From the pre-trained
 weights, each arm fine-tunes a copy with AdamW (a fresh optimizer, the pre-training's β and weight
@@ -78,9 +78,10 @@ from learnlab.engine.rng import NumpyGenerator, generator
 from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.models.mlp import EnsembleMLP
 from learnlab.models.transformer import EnsembleTransformer
+from learnlab.protocols import biography_lm as bl
+from learnlab.protocols.measurements import log_rows, member_rows
 from learnlab.reporting.stats import Cell, Table, above, below, describe, within
-from learnlab.studies import knowledge_acquisition as ka
-from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
+from learnlab.studies.base import Claim, RunContext, Study, every
 from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
 from learnlab.tasks import biographies as bio
 from learnlab.tasks.associative_memory import MemoryBatches, memory_pairs
@@ -96,7 +97,7 @@ CLAIM_SEEDS = 5  # every claim is a t-test over seeds (paired where arms share t
 PRETRAINING, TOY, FROZEN = "pre-training", "toy-memory", "frozen-attention"
 
 
-class ForgettingConfig(ka.BiographyConfig):
+class ForgettingConfig(bl.BiographyConfig):
     """One seed group's pre-training and all of its fine-tunings: a job of the grid."""
 
     n_individuals: int = Field(400, gt=0, description="old individuals, learnt in pre-training (N)")
@@ -179,7 +180,7 @@ class Config(GridConfig, ToyConfig, ForgettingConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
-        **ka.PRESETS["smoke"],
+        **bl.SMOKE,
         "seeds_per_job": 2,
         "n_unseen": 12,
         "new_values": [4, 8],
@@ -202,11 +203,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 5 seeds; 64 biographies per new individual: new-50/100 run 100/200 steps, replay at n = 50 with
     # w = 2 and 1/8 runs 300/113, frozen-attention-50 100: 813 fine-tuning steps a seed, about 0.11 s a
     # member-step on 2 cores
-    "laptop": {"seeds": 5, **ka.LAPTOP_POOLS, "n_individuals": 300, "steps": 700, "new_values": [50, 100],
+    "laptop": {"seeds": 5, **bl.LAPTOP_POOLS, "n_individuals": 300, "steps": 700, "new_values": [50, 100],
                "replay_new": 50, "replay_weights": [2, 1 / 8], "ft_exposures": 64,
                "schedule_steps": 1400},  # pre-training's lr >= 90% of its peak until step 300, past the plateau
     "paper": {  # Zucchet et al.: knowledge-acquisition's paper model and world, fine-tuned at 3e-5
-        **ka.PRESETS["paper"],
+        **bl.PAPER,
         "seeds": 5,  # the claims' min_seeds (knowledge-acquisition's paper preset has one)
         "n_unseen": 16_000,
         "new_values": [1000, 4000, 16_000],
@@ -273,7 +274,7 @@ def fine_tunings(cfg: ForgettingConfig) -> list[FineTuning]:
 # --- fine-tuning data, evaluation and the training loop ----------------------------------------------------
 
 
-class FineTuningStream(ka.BiographyStream):
+class FineTuningStream(bl.BiographyStream):
     """Fine-tuning biographies (training templates): about an old individual (uniform over the N) with
     probability `old_share`, else about one of `new` (uniform); member k draws from seed k's generator."""
 
@@ -284,7 +285,7 @@ class FineTuningStream(ka.BiographyStream):
         self.new, self.old_share = new, old_share
 
     def individuals(self, gen: NumpyGenerator) -> np.ndarray:
-        size = ka.DATA_CHUNK * self.cfg.batch_size
+        size = bl.DATA_CHUNK * self.cfg.batch_size
         old = gen.rng.random(size) < self.old_share
         return np.where(old, gen.rng.integers(0, self.cfg.n_individuals, size), gen.rng.choice(self.new, size))
 
@@ -295,26 +296,12 @@ def new_individuals(enc: bio.BiographyEncoder, n: int) -> np.ndarray:
 
 def knowledge_sets(cfg: ForgettingConfig, enc: bio.BiographyEncoder, new: np.ndarray) -> dict[str, bio.Batch]:
     """Fixed held-out-template biographies of old and of new individuals (knowledge, not memory)."""
-    seq_len = ka.context_length(cfg, enc)
+    seq_len = bl.context_length(cfg, enc)
     who = {"old": np.arange(min(cfg.eval_individuals, cfg.n_individuals)), "new": new[: cfg.eval_individuals]}
     return {
         name: enc.eval_batch(ids, "heldout", seed=cfg.world_seed + 10 + i, seq_len=seq_len).trimmed(enc.pad_id)
         for i, (name, ids) in enumerate(who.items())
     }
-
-
-def knowledge(sets: dict[str, bio.Batch], cfg: ForgettingConfig) -> Callable[[EnsembleTransformer], dict[str, Tensor]]:
-    """Per member: attribute accuracy and loss on each set (acc_old, loss_old, acc_new, loss_new)."""
-
-    def evaluate(model: EnsembleTransformer) -> dict[str, Tensor]:
-        out = {}
-        for name, batch in sets.items():
-            s = ka.score(model, batch, cfg)
-            out[f"acc_{name}"] = s.correct.nanmean(dim=(1, 2)).cpu()
-            out[f"loss_{name}"] = s.loss.nanmean(dim=(1, 2)).cpu()
-        return out
-
-    return evaluate
 
 
 def eval_steps(steps: int, early_every: int, late_every: int) -> list[int]:
@@ -381,21 +368,12 @@ def first_step(steps: np.ndarray, hit: np.ndarray) -> np.ndarray:
 
 # --- attention patterns -----------------------------------------------------------------------------------
 
-
-@torch.no_grad()
-def attention_patterns(model: EnsembleTransformer, tokens: Tensor) -> list[Tensor]:
-    """Every layer's attention pattern [K, B, heads, T, T] on the same tokens [B, T] for every member."""
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.n_layers)]
-    _, cache = model.run_with_cache(tokens.expand(model.n_models, -1, -1), names)
-    return [cache[n] for n in names]
-
-
-def pattern_change(before: list[Tensor], after: list[Tensor], queries: Tensor) -> np.ndarray:
-    """[layers, K]: the total-variation distance between attention distributions, averaged over heads and
-    the query positions marked in queries [B, T]."""
+def pattern_change(before: bl.Patterns, after: bl.Patterns, queries: Tensor) -> np.ndarray:
+    """[layers, K]: the total-variation distance between attention distributions (`biography_lm.
+    attention_patterns`), averaged over heads and the query positions marked in queries [B, T]."""
     weight = queries[None, :, None, :].float()  # [1, B, 1, T]
     out = []
-    for a, b in zip(before, after, strict=True):
+    for a, b in zip(before.values(), after.values(), strict=True):
         tv = 0.5 * (a - b).abs().sum(-1)  # [K, B, heads, T]
         out.append(((tv * weight).sum(dim=(1, 3)) / weight.sum()).mean(-1).cpu().numpy())
     return np.stack(out)
@@ -409,9 +387,9 @@ class Probe:
         self.tokens = batch.tokens[: cfg.pattern_sequences].to(cfg.device)
         recall = batch.first_value[: cfg.pattern_sequences, 1:].to(cfg.device)  # query t predicts token t + 1
         self.queries = {"attn_change": self.tokens != enc.pad_id, "attn_recall_change": F.pad(recall, (0, 1))}
-        self.pre = attention_patterns(pre, self.tokens)
+        self.pre = bl.attention_patterns(pre, self.tokens)
 
-    def change(self, before: list[Tensor], after: list[Tensor]) -> dict[str, np.ndarray]:
+    def change(self, before: bl.Patterns, after: bl.Patterns) -> dict[str, np.ndarray]:
         """`attn_change_l{l}` and `attn_recall_change_l{l}` per member."""
         out = {}
         for name, queries in self.queries.items():
@@ -425,8 +403,8 @@ class Probe:
 
 def forgetting_job(cfg: ForgettingConfig, ctx: RunContext) -> pd.DataFrame:
     """One seed group: pre-train once, then fine-tune a copy of the pre-trained model in every arm."""
-    enc, seeds = ka.world_of(cfg), cfg.seed_list
-    pre, log, _ = ka.train(cfg, ctx, label=f"{PRETRAINING} · seeds {seeds[0]}–{seeds[-1]}")
+    enc, seeds = bl.world_of(cfg), cfg.seed_list
+    pre, log = bl.train(cfg, ctx, label=f"{PRETRAINING} · seeds {seeds[0]}–{seeds[-1]}")
     probe = Probe(cfg, enc, pre)
     frames = [pretraining_rows(cfg, enc, log, probe)]
     for ft in fine_tunings(cfg):
@@ -437,10 +415,10 @@ def forgetting_job(cfg: ForgettingConfig, ctx: RunContext) -> pd.DataFrame:
         with ctx.progress(f"{ft.arm} · {len(seeds)} fine-tunings", steps) as update:
             curve = train_tracked(
                 model,
-                knowledge(knowledge_sets(cfg, enc, new), cfg),
+                bl.curve_metrics(knowledge_sets(cfg, enc, new), cfg, ("acc", "loss")),
                 eval_steps(steps, cfg.ft_eval_early, cfg.ft_eval_every),
                 batch=FineTuningStream(cfg, enc, seeds, new, ft.old_share, steps),
-                loss_fn=ka.lm_loss(cfg, enc.pad_id),
+                loss_fn=bl.lm_loss(cfg, enc.pad_id),
                 steps=steps,
                 lr=cfg.ft_lr,
                 weight_decay=cfg.weight_decay,
@@ -449,7 +427,7 @@ def forgetting_job(cfg: ForgettingConfig, ctx: RunContext) -> pd.DataFrame:
                 on_step=update,
                 cpu_threads=None,
             )
-        extra = probe.change(probe.pre, attention_patterns(model, probe.tokens))
+        extra = probe.change(probe.pre, bl.attention_patterns(model, probe.tokens))
         extra["new_exposures"] = np.full(len(seeds), ft.exposures(cfg))
         frames.append(curve_rows(ft.arm, seeds, curve, extra))
     return pd.concat(frames, ignore_index=True)
@@ -465,17 +443,13 @@ def freeze_attention(model: EnsembleTransformer) -> None:
 def pretraining_rows(cfg: ForgettingConfig, enc: bio.BiographyEncoder, log: TrainLog, probe: Probe) -> pd.DataFrame:
     """The pre-training curves, its final knowledge, and how far learning moved the attention patterns."""
     members = [(PRETRAINING, s) for s in cfg.seed_list]
-    init = ka.build_model(cfg, enc, cfg.seed_list)
-    steps = [s for s, _ in log.evals]
-    frames = [
-        member_rows(members, steps, np.stack([m[name].numpy() for _, m in log.evals]), "eval", name)
-        for name in log.evals[0][1]
-    ]
-    last = log.evals[-1][1]
+    init = bl.build_model(cfg, enc, cfg.seed_list)
+    frames = log_rows(members, log, train=False)
+    steps, last = [s for s, _ in log.evals], log.evals[-1][1]
     finals = {
         "final_acc_heldout_templates": last["acc_heldout_templates"].numpy(),
         "final_loss_heldout_templates": last["loss_heldout_templates"].numpy(),
-        **probe.change(attention_patterns(init, probe.tokens), probe.pre),
+        **probe.change(bl.attention_patterns(init, probe.tokens), probe.pre),
     }
     frames += [member_rows(members, [steps[-1]], v[None], "test", name) for name, v in finals.items()]
     return pd.concat(frames, ignore_index=True)
@@ -519,7 +493,7 @@ def toy_job(cfg: ToyConfig, ctx: RunContext) -> pd.DataFrame:
             MemoryBatches(keys, classes, 0, cfg.toy_pairs, cfg.toy_batch, seeds, "toy-pre-training"),
             steps=cfg.toy_steps,
             lr=cfg.toy_lr,
-            lr_schedule=ka.cosine(cfg.toy_steps),
+            lr_schedule=bl.cosine(cfg.toy_steps),
             on_step=update,
             checkpoint=ctx.checkpoint("toy-pre-training"),
             **common,

@@ -23,52 +23,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from pydantic import Field, field_validator, model_validator
-from torch import Tensor
+from pydantic import Field, field_validator
 
-from learnlab.config import StudyConfig, check_arms
-from learnlab.engine.rng import generator
-from learnlab.engine.stream import ChunkedStream
-from learnlab.engine.train import TrainLog, train_ensemble
-from learnlab.models.lstm import EnsembleLSTMClassifier
+from learnlab.config import check_arms
+from learnlab.protocols import sortedness_lstm as sl
+from learnlab.protocols.measurements import log_rows, member_rows
 from learnlab.reporting.stats import Cell, Table, above, describe, difference, pct, points, within
-from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
-from learnlab.tasks import sortedness as task
+from learnlab.studies.base import Claim, RunContext, Study, every
 
-ARMS = {"baseline": 0.0, "hard25": 0.25, "hard50": 0.5, "hard75": 0.75, "concept": 1.0}  # hard share
-DATA_CHUNK = 100  # training steps generated at once per seed (part of the data stream's definition)
+ARMS = sl.HARD_SHARE  # arm: the share of one-swap (hard) negatives among the negatives
 TEST_SETS = ("easy", "hard", "extrap", "swap2", "swap3", "distant")
-CURVE_SETS = ("easy", "hard")  # learning curves are measured on these
 
 
-class SortednessConfig(StudyConfig):
-    """The task, the TinyLSTM and its training: shared by the studies built on A1's protocol."""
-
-    steps: int = Field(1600, gt=0)
-    lr: float = Field(5e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    batch_size: int = Field(32, gt=0)
-    vocab_size: int = Field(50, ge=8)
-    embed_dim: int = Field(8, gt=0)
-    hidden_size: int = Field(32, gt=0)
-    min_len: int = Field(6, ge=2)
-    max_len: int = Field(12, ge=2)
-    eval_len: int = Field(20, ge=6, description="length of the easy/hard/multi-error test sets")
-    extrap_len: int = Field(40, ge=2, description="length of the extrapolation test set")
-    eval_size: int = Field(500, gt=0, description="test sequences per class")
-
-    @model_validator(mode="after")
-    def _lengths_fit(self) -> SortednessConfig:
-        if self.max_len < self.min_len:
-            raise ValueError(f"max_len ({self.max_len}) must be >= min_len ({self.min_len})")
-        longest = max(self.max_len, self.eval_len, self.extrap_len)
-        if longest > self.vocab_size:
-            raise ValueError(f"sorted sequences of length {longest} need vocab_size >= {longest}")
-        return self
-
-
-class Config(SortednessConfig):
+class Config(sl.SortednessConfig):
     eval_every: int = Field(200, ge=0, description="steps between learning-curve evaluations (0: off)")
     curve_eval_size: int = Field(100, gt=0, description="sequences per class for learning curves")
 
@@ -85,176 +52,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# --- data ------------------------------------------------------------------------------------------
-
-
-class TrainingStream(ChunkedStream):
-    """Every member's batches. Each seed draws from its own generator, DATA_CHUNK steps at a time."""
-
-    def __init__(
-        self, cfg: SortednessConfig, seeds: list[int], member_seed: Tensor, member_share: Tensor, purpose: str = "data"
-    ):
-        super().__init__([generator(s, purpose, cfg.device) for s in seeds], DATA_CHUNK, cfg.steps)
-        self.cfg, self.member_seed = cfg, member_seed
-        self.member_share = member_share[:, None, None]
-
-    def _draw(self, gen: torch.Generator) -> dict[str, Tensor]:
-        c, n = self.cfg, DATA_CHUNK * self.cfg.batch_size
-        lengths = torch.randint(c.min_len, c.max_len + 1, (DATA_CHUNK,), generator=gen, device=gen.device)
-        rows = lengths.repeat_interleave(c.batch_size)
-        # a row is either a positive or a one-swap negative, so one sorted draw serves both
-        ordered = task.sorted_sequences(rows, c.max_len, c.vocab_size, gen)
-        return {
-            "lengths": lengths,
-            "pos": ordered,
-            "hard": task.adjacent_swaps(ordered, rows, 1, gen),
-            "easy": task.random_unsorted(rows, c.max_len, c.vocab_size, gen),
-            "is_pos": torch.rand(n, generator=gen, device=gen.device) < 0.5,
-            "u_hard": torch.rand(n, generator=gen, device=gen.device),
-        }
-
-    def draw(self) -> dict[str, Any]:
-        draws = [self._draw(g) for g in self.gens]
-        widths = torch.stack([d["lengths"] for d in draws]).amax(dim=0).tolist()  # per step, over seeds
-        return {**self._assemble(draws), "widths": widths}
-
-    def _per_member(self, draws: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        """The seeds' draws as member arrays [K, S, B, ...] (member k gets its seed's draw)."""
-        shape = (len(self.member_seed), DATA_CHUNK, self.cfg.batch_size)
-        per_seed = {key: torch.stack([d[key] for d in draws])[self.member_seed] for key in draws[0] if key != "lengths"}
-        return {key: value.view(*shape, -1).squeeze(-1) for key, value in per_seed.items()}
-
-    def _assemble(self, draws: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        """Members' tokens [K, S, B, W] and labels [K, S, B]. Each (seed, hard share) pair is assembled
-        once, as the seed's own arrays, and then copied to its members (one copy, not one per array)."""
-        shares = self.member_share.flatten().tolist()
-        seeds = self.member_seed.tolist()
-        made: dict[tuple[int, float], Tensor] = {}
-        for seed, share in dict.fromkeys(zip(seeds, shares, strict=True)):
-            d = draws[seed]
-            negative = torch.where((d["u_hard"] < share)[:, None], d["hard"], d["easy"])
-            made[seed, share] = torch.where(d["is_pos"][:, None], d["pos"], negative)
-        shape = (len(seeds), DATA_CHUNK, self.cfg.batch_size)
-        tokens = torch.stack([made[key] for key in zip(seeds, shares, strict=True)]).view(*shape, -1)
-        labels = torch.stack([draws[seed]["is_pos"] for seed in seeds]).view(shape).float()
-        return {"tokens": tokens, "labels": labels}
-
-    def batch(self, data: dict[str, Any], i: int) -> tuple[Tensor, Tensor]:
-        """Step i's tokens [K, B, width] (the step's longest sequence sets the width) and labels [K, B]."""
-        return data["tokens"][:, i, :, self.cfg.max_len - data["widths"][i] :], data["labels"][:, i]
-
-
-def evaluation_sets(cfg: SortednessConfig, seed: int, purpose: str, size: int) -> dict[str, tuple[Tensor, Tensor]]:
-    """One seed's test sets: the same `size` positives against `size` negatives of each kind."""
-    gen = generator(seed, purpose, cfg.device)
-
-    def lengths(length: int) -> Tensor:
-        return torch.full((size,), length, device=cfg.device)
-
-    short, long_ = lengths(cfg.eval_len), lengths(cfg.extrap_len)
-    pos = task.sorted_sequences(short, cfg.eval_len, cfg.vocab_size, gen)
-    base = task.sorted_sequences(short, cfg.eval_len, cfg.vocab_size, gen)
-    pos_long = task.sorted_sequences(long_, cfg.extrap_len, cfg.vocab_size, gen)
-    base_long = task.sorted_sequences(long_, cfg.extrap_len, cfg.vocab_size, gen)
-    negatives = {
-        "easy": task.random_unsorted(short, cfg.eval_len, cfg.vocab_size, gen),
-        "hard": task.adjacent_swaps(base, short, 1, gen),
-        "swap2": task.adjacent_swaps(base, short, 2, gen),
-        "swap3": task.adjacent_swaps(base, short, 3, gen),
-        "distant": task.distant_swap(base, short, gen),
-    }
-    labels = torch.cat([torch.ones(size), torch.zeros(size)]).to(cfg.device)
-    sets = {name: (torch.cat([pos, neg]), labels) for name, neg in negatives.items()}
-    sets["extrap"] = (torch.cat([pos_long, task.adjacent_swaps(base_long, long_, 1, gen)]), labels)
-    return sets
-
-
-def stack_sets(
-    per_seed: list[dict[str, tuple[Tensor, Tensor]]], member_seed: Tensor, names: tuple[str, ...]
-) -> dict[str, tuple[Tensor, Tensor]]:
-    """Each member gets its seed's sets: tokens [K, N, T]; labels [N] are shared."""
-    return {n: (torch.stack([s[n][0] for s in per_seed])[member_seed], per_seed[0][n][1]) for n in names}
-
-
-# --- protocol --------------------------------------------------------------------------------------
-
-
-def bce_per_model(model: EnsembleLSTMClassifier, batch: tuple[Tensor, Tensor]) -> Tensor:
-    tokens, labels = batch
-    return F.binary_cross_entropy_with_logits(model(tokens), labels, reduction="none").mean(dim=1)
-
-
-def bce_fused(model: EnsembleLSTMClassifier, batch: tuple[Tensor, Tensor]) -> Tensor | None:
-    """`bce_per_model` and its backward in one native call (None where the kernel cannot run)."""
-    return model.bce_step(*batch)
-
-
-def accuracy(model: EnsembleLSTMClassifier, tokens: Tensor, labels: Tensor, chunk: int = 500) -> Tensor:
-    """Per-member accuracy on its own test set; tokens [K, N, T], labels [N]."""
-    truth = labels > 0.5
-    correct = [(model(tokens[:, i : i + chunk]) > 0) == truth[i : i + chunk] for i in range(0, len(labels), chunk)]
-    return torch.cat(correct, dim=1).float().mean(dim=1)
-
-
-def train(
-    cfg: SortednessConfig, arms: list[str], ctx: RunContext, curve_eval_size: int = 0, eval_every: int = 0
-) -> tuple[EnsembleLSTMClassifier, list[tuple[str, int]], TrainLog]:
-    """Train every (arm, seed) of these arms as one ensemble; member k of the model is members[k].
-
-    Also how other studies obtain A1's trained models (`robustness` perturbs them).
-    With curve_eval_size > 0 the log also holds learning curves on CURVE_SETS of that size per class,
-    every eval_every steps and at the end.
-    """
-    seeds = cfg.seed_list
-    members = [(arm, seed) for arm in arms for seed in seeds]
-    member_seed = torch.tensor([seeds.index(s) for _, s in members], device=cfg.device)
-    member_share = torch.tensor([ARMS[a] for a, _ in members], device=cfg.device)
-
-    model = EnsembleLSTMClassifier(len(members), cfg.vocab_size, cfg.embed_dim, cfg.hidden_size)
-    model.to(cfg.device).reset_parameters([generator(s, "init", cfg.device) for _, s in members])
-    stream = TrainingStream(cfg, seeds, member_seed, member_share)
-    curve_sets: dict[str, tuple[Tensor, Tensor]] = {}
-    if curve_eval_size:
-        per_seed = [evaluation_sets(cfg, s, "curve", curve_eval_size) for s in seeds]
-        curve_sets = stack_sets(per_seed, member_seed, CURVE_SETS)
-
-    def curve_metrics(m: EnsembleLSTMClassifier) -> dict[str, Tensor]:
-        return {name: accuracy(m, x, y) for name, (x, y) in curve_sets.items()}
-
-    with ctx.progress(f"hard-negatives · {len(members)} models", cfg.steps) as update:
-        log = train_ensemble(
-            model,
-            stream,
-            bce_per_model,
-            steps=cfg.steps,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            evaluate=curve_metrics if curve_eval_size else None,
-            eval_every=eval_every,
-            on_step=update,
-            checkpoint=ctx.checkpoint("train"),
-            fused_step=bce_fused,
-        )
-    return model, members, log
-
-
 def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
-    model, members, log = train(cfg, cfg.arms or list(ARMS), ctx, cfg.curve_eval_size, cfg.eval_every)
-    seeds = cfg.seed_list
-    member_seed = torch.tensor([seeds.index(s) for _, s in members], device=cfg.device)
-    finals = stack_sets([evaluation_sets(cfg, s, "test", cfg.eval_size) for s in seeds], member_seed, TEST_SETS)
+    """Train every arm (`sortedness_lstm.train`), with learning curves; then every test set."""
+    model, members, log = sl.train(cfg, cfg.arms or list(ARMS), ctx, cfg.curve_eval_size, cfg.eval_every)
+    sets = sl.final_sets(cfg, members, TEST_SETS)
     model.eval()
     with torch.no_grad():
-        final = {name: accuracy(model, x, y).cpu() for name, (x, y) in finals.items()}
+        final = {name: sl.accuracy(model, x, y).cpu() for name, (x, y) in sets.items()}
 
-    steps = list(range(1, cfg.steps + 1))
-    frames = [member_rows(members, steps, log.losses.numpy(), "train", "loss")]
-    for name in CURVE_SETS:
-        frames.append(
-            member_rows(
-                members, [s for s, _ in log.evals], np.stack([m[name].numpy() for _, m in log.evals]), "eval", name
-            )
-        )
+    frames = log_rows(members, log)  # the loss at every step, the curves on sl.CURVE_SETS
     frames += [member_rows(members, [cfg.steps], v.numpy()[None], "test", n) for n, v in final.items()]
     return pd.concat(frames, ignore_index=True)
 

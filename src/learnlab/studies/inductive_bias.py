@@ -44,8 +44,9 @@ from learnlab.engine.stream import ChunkedStream
 from learnlab.engine.train import train_ensemble
 from learnlab.models.delta_lstm import DeltaLSTMEnsembles, EnsembleDeltaLSTM
 from learnlab.models.transformer import EnsembleTransformer
+from learnlab.protocols.measurements import member_rows
 from learnlab.reporting.stats import Table, above, below, difference, pct, within
-from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
+from learnlab.studies.base import Claim, RunContext, Study, every
 from learnlab.tasks import patterns
 
 DATA_CHUNK = 100  # training steps generated at once per (task, seed): part of the data stream's definition

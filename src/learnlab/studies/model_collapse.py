@@ -26,30 +26,18 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import Field, field_validator
-from torch import Tensor
 
 from learnlab.config import check_arms
-from learnlab.engine.rng import generator
-from learnlab.engine.train import train_ensemble
-from learnlab.models.lstm import EnsembleLSTMClassifier, select_members
+from learnlab.protocols import sortedness_lstm as sl
+from learnlab.protocols.measurements import member_rows
 from learnlab.reporting.stats import Cell, Table, above, below, describe, difference, pct, points, within
-from learnlab.studies import hard_negatives as a1
-from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
-from learnlab.tasks import sortedness as task
+from learnlab.studies.base import Claim, RunContext, Study, every
 
-ARMS = {
-    "hard-labels": (False, 0.0),
-    "soft-labels": (True, 0.0),
-    "real-10": (False, 0.1),
-    "real-20": (False, 0.2),
-    "real-30": (False, 0.3),
-    "real-50": (False, 0.5),
-}  # arm: (soft labels, share of real examples)
-LABEL_STEPS = 10  # steps of a chunk the teacher labels per call (bounds the memory of one call)
+ARMS = sl.LABELLINGS  # arm: (soft labels, share of real examples)
 LOSS_EVERY = 20  # training loss is kept every this many steps (the curves would otherwise dominate)
 
 
-class Config(a1.SortednessConfig):
+class Config(sl.SortednessConfig):
     generations: int = Field(10, ge=2, description="generations per chain, generation 0 included (g0 .. g{n-1})")
 
     @field_validator("arms")
@@ -65,134 +53,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class SyntheticStream(a1.TrainingStream):
-    """One generation's student batches: mixture inputs labelled by the teacher; real rows carry truth."""
-
-    def __init__(
-        self,
-        cfg: a1.SortednessConfig,
-        seeds: list[int],
-        member_seed: Tensor,
-        arms: list[str],
-        generation: int,
-        teacher: EnsembleLSTMClassifier,
-    ):
-        no_share = torch.zeros(len(member_seed), device=cfg.device)
-        super().__init__(cfg, seeds, member_seed, no_share, purpose=f"data-g{generation}")
-        self.teacher = teacher
-        self.soft = torch.tensor([ARMS[a][0] for a in arms], device=cfg.device)[:, None]
-        self.real_share = torch.tensor([ARMS[a][1] for a in arms], device=cfg.device)[:, None, None]
-
-    def _draw(self, gen: torch.Generator) -> dict[str, Tensor]:
-        c, n = self.cfg, a1.DATA_CHUNK * self.cfg.batch_size
-        lengths = torch.randint(c.min_len, c.max_len + 1, (a1.DATA_CHUNK,), generator=gen, device=gen.device)
-        rows = lengths.repeat_interleave(c.batch_size)
-        ordered = task.sorted_sequences(rows, c.max_len, c.vocab_size, gen)
-        return {
-            "lengths": lengths,
-            "sorted": ordered,
-            "swapped": task.adjacent_swaps(ordered, rows, 1, gen),
-            "random": task.random_unsorted(rows, c.max_len, c.vocab_size, gen),
-            "u_kind": torch.rand(n, generator=gen, device=gen.device),
-            "u_real": torch.rand(n, generator=gen, device=gen.device),
-            "real_pos": torch.rand(n, generator=gen, device=gen.device) < 0.5,
-        }
-
-    def _assemble(self, draws: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        d = self._per_member(draws)
-        u = d["u_kind"][..., None]
-        mixture = torch.where(u < 0.33, d["sorted"], torch.where(u < 0.66, d["random"], d["swapped"]))
-        real = torch.where(d["real_pos"][..., None], d["sorted"], d["swapped"])
-        is_real = d["u_real"] < self.real_share
-        tokens = torch.where(is_real[..., None], real, mixture)
-        return {"tokens": tokens, "labels": d["real_pos"].float(), "is_real": is_real}  # labels: the truth
-
-    @torch.no_grad()
-    def draw(self) -> dict[str, Any]:
-        """The chunk's inputs, labelled by the teacher except on real rows, which carry the truth.
-
-        The teacher labels the whole chunk here, LABEL_STEPS steps per call, off the training thread.
-        Its label for a sequence does not depend on what else is in the call: leading padding leaves
-        the LSTM state exactly zero, and each member's rows are computed independently.
-        """
-        data = super().draw()
-        tokens, truth = data["tokens"], data["labels"]
-        k, steps, b, width = tokens.shape
-        p = torch.cat(
-            [
-                torch.sigmoid(self.teacher(tokens[:, s : s + LABEL_STEPS].reshape(k, -1, width))).view(k, -1, b)
-                for s in range(0, steps, LABEL_STEPS)
-            ],
-            dim=1,
-        )
-        target = torch.where(self.soft[..., None], p, (p > 0.5).float())
-        data["labels"] = torch.where(data["is_real"], truth, target)
-        return data
-
-
-def train(
-    cfg: a1.SortednessConfig, arms: list[str], ctx: RunContext, last: int
-) -> tuple[list[EnsembleLSTMClassifier], list[tuple[str, int]], list[Tensor]]:
-    """Every arm's chains from generation 0 through generation `last`.
-
-    Returns generation g's ensemble (member k is members[k]; generation 0 is shared by every arm) and its
-    training losses [steps, K], for g = 0..last. Also how `robustness` obtains A2's models.
-    """
-    seeds = cfg.seed_list
-    members = [(arm, seed) for arm in arms for seed in seeds]
-    member_seed = torch.tensor([seeds.index(s) for _, s in members], device=cfg.device)
-    models: list[EnsembleLSTMClassifier] = []
-    losses: list[Tensor] = []
-
-    with ctx.progress(
-        f"model-collapse · {len(members)} models · {last + 1} generations", (last + 1) * cfg.steps
-    ) as update:
-
-        def generation(g: int, chain_seeds: list[int], init: str, stream) -> tuple[EnsembleLSTMClassifier, Tensor]:
-            """A fresh ensemble (one member per chain seed) trained on `stream`; returns it and its losses."""
-            model = EnsembleLSTMClassifier(len(chain_seeds), cfg.vocab_size, cfg.embed_dim, cfg.hidden_size)
-            model.to(cfg.device).reset_parameters([generator(s, init, cfg.device) for s in chain_seeds])
-            log = train_ensemble(
-                model,
-                stream,
-                a1.bce_per_model,
-                steps=cfg.steps,
-                lr=cfg.lr,
-                weight_decay=cfg.weight_decay,
-                on_step=lambda s: update(g * cfg.steps + s),
-                checkpoint=ctx.checkpoint(f"gen{g}"),
-                fused_step=a1.bce_fused,
-            )
-            return model, log.losses
-
-        # generation 0: A1's concept models, one per chain, shared by every arm
-        per_chain = torch.arange(len(seeds), device=cfg.device)
-        truth = a1.TrainingStream(cfg, seeds, per_chain, torch.ones(len(seeds), device=cfg.device))
-        gen0, gen0_losses = generation(0, seeds, "init", truth)
-        models.append(select_members(gen0, member_seed).eval())
-        losses.append(gen0_losses[:, member_seed.cpu()])
-
-        for g in range(1, last + 1):
-            stream = SyntheticStream(cfg, seeds, member_seed, [a for a, _ in members], g, models[-1])
-            student, student_losses = generation(g, [s for _, s in members], f"init-g{g}", stream)
-            models.append(student.eval())
-            losses.append(student_losses)
-    return models, members, losses
-
-
 def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
-    models, members, losses = train(cfg, cfg.arms or list(ARMS), ctx, cfg.generations - 1)
-    seeds = cfg.seed_list
-    member_seed = torch.tensor([seeds.index(s) for _, s in members], device=cfg.device)
-    sets = a1.stack_sets(
-        [a1.evaluation_sets(cfg, s, "test", cfg.eval_size) for s in seeds], member_seed, ("hard", "easy")
-    )
+    """Every arm's chains (`sortedness_lstm.generations`); each generation on A1's hard and easy sets."""
+    models, members, losses = sl.generations(cfg, cfg.arms or list(ARMS), ctx, cfg.generations - 1)
+    sets = sl.final_sets(cfg, members, ("hard", "easy"))
     swaps = sets["hard"][0][:, cfg.eval_size :]  # the one-swap half of the hard set
     frames: list[pd.DataFrame] = []
     kept = list(range(LOSS_EVERY - 1, cfg.steps, LOSS_EVERY))
     for g, model in enumerate(models):
         with torch.no_grad():
-            metrics = {f"{m}_g{g}": a1.accuracy(model, *sets[m]) for m in ("hard", "easy")}
+            metrics = {f"{m}_g{g}": sl.accuracy(model, *sets[m]) for m in ("hard", "easy")}
             if g > 0:
                 teacher = models[g - 1]
                 metrics[f"agree_g{g}"] = ((model(swaps) > 0) == (teacher(swaps) > 0)).float().mean(dim=1)

@@ -4,7 +4,7 @@ Source: Zucchet et al. (2025), seeds/002, section on the plateau. Claim: the len
 before knowledge emerges follows a power law in the number of individuals N, 0.43·N^0.81 (R² 0.998,
 N = 4k…256k, 5 seeds).
 
-Method. For each N, the knowledge-acquisition protocol (`knowledge_acquisition`) trains one transformer
+Method. For each N, the knowledge-acquisition protocol (`biography_lm`) trains one transformer
 per seed on biographies of N individuals and stops once every seed's plateau has ended. All N share one
 cosine schedule (`schedule_steps`), so the learning rate at a step does not depend on N or on when a run
 stops. The plateau is measured as everywhere in learnlab (`learnlab.metrics.detect_phases`, on the
@@ -34,8 +34,8 @@ from pydantic import Field, field_validator
 
 from learnlab.config import distinct_sorted
 from learnlab.metrics import power_law_fit
+from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import Table, above, within
-from learnlab.studies import knowledge_acquisition as ka
 from learnlab.studies.base import Claim, RunContext, Study
 from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
 
@@ -48,7 +48,7 @@ FITS = {  # derived arm: (the per-seed length it fits, the plateau's definition)
 }
 
 
-class Config(GridConfig, ka.BiographyConfig):
+class Config(GridConfig, bl.BiographyConfig):
     grid_knobs = "n_values"
     n_values: list[int] = Field([100, 200, 400, 800, 1600], min_length=2, description="numbers of individuals")
     seeds: int = Field(3, ge=1)
@@ -69,16 +69,16 @@ class Config(GridConfig, ka.BiographyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {**ka.PRESETS["smoke"], "n_values": [10, 20], "steps": 30, "eval_every": 10, "schedule_steps": 60},
+    "smoke": {**bl.SMOKE, "n_values": [10, 20], "steps": 30, "eval_every": 10, "schedule_steps": 60},
     # The laptop world (pools of 40), N = 800 … 1600, 3 seeds (the claims' min_seeds; 5 would take ~30 min);
     # each N stops once every seed is past its plateau (near 0.6·N steps), an evaluation of 60 individuals
     # every 20 steps; the cosine (4000 steps) keeps the learning rate >= 80% of its peak through every plateau.
     # Below N ~ 800 this world has no plateau: at N = 200, 5 of 5 seeds went from the baseline straight into
     # knowledge (5% accuracy by step 150-165). Before issue 11 (paper pools, N = 100 … 1600, 3 seeds): 12.7 min
     # alone on 2 cores, exponent 1.08.
-    "laptop": {"seeds": 3, **ka.LAPTOP_POOLS, "n_values": [800, 1000, 1250, 1600], "eval_every": 20,
+    "laptop": {"seeds": 3, **bl.LAPTOP_POOLS, "n_values": [800, 1000, 1250, 1600], "eval_every": 20,
                "eval_individuals": 60},
-    "paper": {**ka.PRESETS["paper"], "n_values": [4000, 8000, 16000, 32000, 64000], "seeds": 5, "steps": 16000,
+    "paper": {**bl.PAPER, "n_values": [4000, 8000, 16000, 32000, 64000], "seeds": 5, "steps": 16000,
               "schedule_steps": 16000, "eval_every": 100},  # fmt: skip
 }
 
@@ -87,14 +87,12 @@ def arm(n: int) -> str:
     return f"N-{n}"
 
 
-def job_config(cfg: Config, n: int) -> ka.BiographyConfig:
-    """One N's training: the study's values for every field the protocol knows."""
-    shared = {key: getattr(cfg, key) for key in ka.BiographyConfig.model_fields if key != "arms"}
-    return ka.BiographyConfig(**{**shared, "n_individuals": n})
-
-
 def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
-    jobs = [Job(arm(n), functools.partial(ka.measure_as, arm(n)), job_config(cfg, n)) for n in cfg.n_values]
+    """One job per N: the protocol's measurements of one training (`biography_lm.measure_as`)."""
+    jobs = [
+        Job(arm(n), functools.partial(bl.measure_as, arm(n)), bl.protocol_config(cfg, n_individuals=n))
+        for n in cfg.n_values
+    ]
     frames = run_jobs(jobs, cfg, ctx, "plateau-scaling")
     return pd.concat(frames.values(), ignore_index=True)
 

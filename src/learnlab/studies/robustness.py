@@ -4,7 +4,7 @@ Source: the learning-by-negation article (seeds/000), section 2, items 6–7. Cl
 rich real data survive weight quantization (INT8, INT4) while boundaries learned from synthetic data
 break; dropout tests how redundantly the learned constraints are stored. The article gives no numbers.
 
-Method. The models are A1's and A2's, trained by those studies' own code with the same seeds, data and
+Method. The models are A1's and A2's, trained by their protocol (`sortedness_lstm`) with the same seeds, data and
 step counts: `a1-baseline` (random negatives: a shortcut), `a1-concept` (one-swap negatives: the rule),
 and A2's hard-label chain at `a2-gen0` (trained on real labels; by construction the same model as
 `a1-concept`, which the run confirms) and `a2-gen2` (two generations of training on the previous
@@ -45,10 +45,10 @@ from learnlab.config import check_arms
 from learnlab.engine.rng import generator
 from learnlab.interventions import dropconnect_copy, quantized_copy
 from learnlab.models.lstm import EnsembleLSTMClassifier, select_members
+from learnlab.protocols import sortedness_lstm as sl
+from learnlab.protocols.measurements import member_rows
 from learnlab.reporting.stats import Table, below, describe, difference, pct, within
-from learnlab.studies import hard_negatives as a1
-from learnlab.studies import model_collapse as a2
-from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
+from learnlab.studies.base import Claim, RunContext, Study, every
 
 ARMS = {  # arm: (source study, the model within it)
     "a1-baseline": ("a1", "baseline"),
@@ -68,7 +68,7 @@ SURVIVES = 0.02  # "survives": the 95% CI of the change inside ±2 points; "brea
 MARGIN_FLOOR = 0.05  # clean accuracy must exceed chance by this much for a share of the margin
 
 
-class Config(a1.SortednessConfig):
+class Config(sl.SortednessConfig):
     bits: list[int] = Field([8, 6, 4, 3], min_length=1, description="quantization widths (2..16 bits)")
     dropout: list[float] = Field([0.1, 0.2, 0.3, 0.5], min_length=1, description="DropConnect probabilities")
     dropout_samples: int = Field(8, gt=0, description="random masks averaged per seed and probability")
@@ -114,17 +114,17 @@ def settings(bits: list[int], dropout: list[float]) -> list[str]:
 
 
 def trained_models(cfg: Config, arms: list[str], ctx: RunContext) -> dict[str, EnsembleLSTMClassifier]:
-    """Each arm's models (member i = seed i), trained by A1's and A2's own code."""
+    """Each arm's models (member i = seed i), trained by A1's and A2's protocol (`sortedness_lstm`)."""
     out: dict[str, EnsembleLSTMClassifier] = {}
     a1_arms = [ARMS[a][1] for a in arms if ARMS[a][0] == "a1"]
     if a1_arms:
-        model, members, _ = a1.train(cfg, a1_arms, ctx)
+        model, members, _ = sl.train(cfg, a1_arms, ctx)
         for arm in a1_arms:
             index = torch.tensor([k for k, (a, _) in enumerate(members) if a == arm], device=cfg.device)
             out[f"a1-{arm}"] = select_members(model, index)
     generations = [ARMS[a][1] for a in arms if ARMS[a][0] == "a2"]
     if generations:
-        models, _, _ = a2.train(cfg, [A2_ARM], ctx, max(generations))  # one arm: member i is chain i
+        models, _, _ = sl.generations(cfg, [A2_ARM], ctx, max(generations))  # one arm: member i is chain i
         out.update({f"a2-gen{g}": models[g] for g in generations})
     return {arm: out[arm] for arm in arms}
 
@@ -146,15 +146,14 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
     seeds = cfg.seed_list
     members = [(arm, seed) for arm in arms for seed in seeds]
     model = concatenate(list(trained_models(cfg, arms, ctx).values()))
-    member_seed = torch.tensor([seeds.index(s) for _, s in members], device=cfg.device)
-    sets = a1.stack_sets([a1.evaluation_sets(cfg, s, "test", cfg.eval_size) for s in seeds], member_seed, TEST_SETS)
+    sets = sl.final_sets(cfg, members, TEST_SETS)
 
     def accuracy(m: torch.nn.Module) -> dict[str, Tensor]:
         """Per member, in float64 and exactly correct/n, so that equal accuracies give drops of exactly 0."""
         out = {}
         with torch.no_grad():
             for name, (x, y) in sets.items():
-                out[name] = (a1.accuracy(m, x, y).cpu().double() * len(y)).round() / len(y)
+                out[name] = (sl.accuracy(m, x, y).cpu().double() * len(y)).round() / len(y)
         return out
 
     names = settings(cfg.bits, cfg.dropout)

@@ -59,8 +59,9 @@ from torch import Tensor, nn
 from learnlab.config import StudyConfig, check_arms
 from learnlab.engine.rng import generator
 from learnlab.engine.train import train_ensemble
+from learnlab.protocols.measurements import member_rows
 from learnlab.reporting.stats import Table, above, describe, points
-from learnlab.studies.base import Claim, RunContext, Study, every, member_rows
+from learnlab.studies.base import Claim, RunContext, Study, every
 from learnlab.tasks import grammar as task
 
 TEMPERATURES = {"temp-0.5": 0.5, "temp-1": 1.0, "temp-2": 2.0}

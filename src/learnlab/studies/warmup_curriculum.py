@@ -6,7 +6,7 @@ individuals for `epochs_warmup` epochs and then uniformly on all of them acquire
 uniform training with the same budget, and the gain grows with the number of individuals N (128k
 individuals: 94.92% attribute accuracy with the warm-up against 63.26% uniform).
 
-Method. The knowledge-acquisition protocol (`knowledge_acquisition`) trains one transformer per seed
+Method. The knowledge-acquisition protocol (`biography_lm`) trains one transformer per seed
 on N individuals for `steps` steps (one cosine schedule). Arm `uniform` draws every biography's
 individual uniformly from all N; arm `warmup-<n>-<e>` draws it uniformly from the first n individuals
 for ceil(n·e / batch) steps (e passes over their biographies), then uniformly from all N, within the
@@ -36,8 +36,8 @@ from pydantic import Field, field_validator, model_validator
 
 from learnlab.config import distinct_sorted
 from learnlab.models.transformer import EnsembleTransformer
+from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import CONFIDENCE, Table, difference, points, t_interval, table_from_metrics
-from learnlab.studies import knowledge_acquisition as ka
 from learnlab.studies.base import Claim, RunContext, Study
 from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
 
@@ -52,7 +52,7 @@ BEYOND = "final_acc_beyond_"  # uniform training's accuracy on the individuals i
 PUBLISHED = {"n_individuals": 128_000, "warmup": 0.9492, "uniform": 0.6326}
 
 
-class Config(GridConfig, ka.BiographyConfig):
+class Config(GridConfig, bl.BiographyConfig):
     grid_knobs = "warmup_individuals_grid and warmup_epochs_grid"
     warmup_individuals_grid: list[int] = Field([40, 80], min_length=1, description="warm-up subset sizes")
     warmup_epochs_grid: list[float] = Field([80.0, 160.0], min_length=1, description="passes over the subset")
@@ -81,7 +81,7 @@ class Config(GridConfig, ka.BiographyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
-        **ka.PRESETS["smoke"],
+        **bl.SMOKE,
         "n_individuals": 20,
         "warmup_individuals_grid": [5],
         "warmup_epochs_grid": [8.0, 16.0],
@@ -96,11 +96,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Issue 11: the laptop world (pools of 40; N = 300), 5 seeds, 550 steps, warm-ups on 40 or 80 individuals
     # for 80 passes (100 and 200 steps): 3 trainings of 5 members at about 0.54 s a step, and a Bonferroni
     # correction over 2 grid points, not 4.
-    "laptop": {"seeds": 5, **ka.LAPTOP_POOLS, "steps": 550, "warmup_individuals_grid": [40, 80],
+    "laptop": {"seeds": 5, **bl.LAPTOP_POOLS, "steps": 550, "warmup_individuals_grid": [40, 80],
                "warmup_epochs_grid": [80.0], "schedule_steps": 1000},  # lr >= 86% of its peak until step 250
     # the paper's model and budget; its warm-up sizes are not in the seed: 8k individuals, 16 or 64 epochs
     "paper": {
-        **ka.PRESETS["paper"],
+        **bl.PAPER,
         "n_individuals": 128_000,
         "seeds": 5,
         "warmup_individuals_grid": [8_000, 16_000],
@@ -122,19 +122,13 @@ def arms_grid(arm: str) -> tuple[int, float]:
     return int(individuals), float(epochs)
 
 
-def job_config(cfg: Config, **data: Any) -> ka.BiographyConfig:
-    """One arm's training: the study's values for every field the protocol knows, then the arm's."""
-    shared = {key: getattr(cfg, key) for key in ka.BiographyConfig.model_fields if key != "arms"}
-    return ka.BiographyConfig(**{**shared, **data})
-
-
 def final_over_everyone(
-    model: EnsembleTransformer, cfg: ka.BiographyConfig, subsets: tuple[int, ...] = ()
+    model: EnsembleTransformer, cfg: bl.BiographyConfig, subsets: tuple[int, ...] = ()
 ) -> dict[str, np.ndarray]:
     """Final knowledge of all N individuals (held-out templates), and of the warm-up subset and the rest;
     uniform training's also beyond each warm-up subset of the grid (`subsets`), so that the rest of a
     warm-up arm is compared with uniform training on the same individuals."""
-    batch, s = ka.score_every_seen(model, cfg)
+    batch, s = bl.score_every_seen(model, cfg)
     in_subset = (batch.individuals < cfg.warmup_individuals).to(s.correct.device)
     k = model.n_models
     out = {
@@ -166,7 +160,7 @@ def arms_of(cfg: Config) -> dict[str, dict[str, Any]]:
 def jobs(cfg: Config) -> list[Job]:
     finals = functools.partial(final_over_everyone, subsets=tuple(cfg.warmup_individuals_grid))
     return [
-        Job(arm, functools.partial(ka.measure_as, arm, extra=finals), job_config(cfg, **knobs))
+        Job(arm, functools.partial(bl.measure_as, arm, extra=finals), bl.protocol_config(cfg, **knobs))
         for arm, knobs in arms_of(cfg).items()
     ]
 

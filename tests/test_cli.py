@@ -1,13 +1,19 @@
 """The command line: one-line errors with exit code 2, and the run directory contract."""
 
+import contextlib
 import dataclasses
+import io
 import json
+import re
+import shutil
+from importlib.metadata import version
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from learnlab import api
-from learnlab.cli import main
+from learnlab.cli import app, main, print_summary
 
 SMOKE = ["run", "hard-negatives", "--preset", "smoke", "--quiet"]
 
@@ -154,3 +160,152 @@ def test_stored_unit_lists_merge_with_the_studys_current_ones(monkeypatch):
     monkeypatch.setitem(api.STUDIES, "hard-negatives", dataclasses.replace(spec, plain_metrics=("easy",)))
     merged = api.with_current_units({"study": "hard-negatives", "plain_metrics": ["hard"], "table": {}})
     assert merged["plain_metrics"] == ["easy", "hard"] and "point_metrics" not in merged
+
+
+# --- a saved config keeps its labels (issue 12, class 7) -------------------------------------------------
+
+
+def test_a_saved_config_runs_as_its_own_preset_and_no_other(in_tmp, capsys):
+    assert main([*SMOKE, "--arms", "concept", "--set", "steps=20", "--out", "saved"]) == 0
+    saved = str(in_tmp / "saved" / "config.yaml")
+    capsys.readouterr()
+    before = sorted(in_tmp.rglob("*"))
+    for argv, named in (
+        (
+            ["run", "hard-negatives", "--config", saved, "--preset", "laptop", "--out", "x"],
+            "'smoke' but the run's is 'laptop'",
+        ),
+        (
+            ["run", "model-collapse", "--config", saved, "--out", "x"],
+            "'hard-negatives' but the run's is 'model-collapse'",
+        ),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and named in err
+    assert sorted(in_tmp.rglob("*")) == before
+    for extra, out in (([], "as-saved"), (["--preset", "smoke"], "same-label")):
+        assert main(["run", "hard-negatives", "--quiet", "--config", saved, *extra, "--out", out]) == 0
+        summary = json.loads((in_tmp / out / "summary.json").read_text())
+        assert summary["preset"] == "smoke" and summary["config"]["steps"] == 20
+
+
+# --- what the terminal shows (issue 12, class 11) -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """A smoke run of hard-negatives (all arms: the table has published rows) and its stdout, piped."""
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    result = CliRunner().invoke(app, [*SMOKE, "--out", str(out)], env={"COLUMNS": None}, catch_exceptions=False)
+    assert result.exit_code == 0
+    return out, result.stdout
+
+
+def test_piped_output_cuts_no_cell(smoke_run):
+    _, stdout = smoke_run
+    assert "baseline (published)" in stdout and "concept (published)" in stdout
+    assert "…" not in stdout and "\x1b[" not in stdout  # nothing cut, no colour codes in a pipe
+    summary = json.loads((smoke_run[0] / "summary.json").read_text())
+    for claim in summary["claims"]:
+        assert claim["claim"] in stdout  # a verdict line is one line, however long
+
+
+def test_piped_output_ignores_a_narrow_columns(in_tmp):
+    result = CliRunner().invoke(app, [*SMOKE, "--arms", "baseline", "--set", "steps=5"], env={"COLUMNS": "30"})
+    assert result.exit_code == 0 and "baseline (published)" in result.stdout and "…" not in result.stdout
+
+
+def with_claims(run, verdict: str, preset: str):
+    summary = json.loads((run / "summary.json").read_text())
+    claims = [{**c, "verdict": verdict} for c in summary["claims"]]
+    (run / "summary.json").write_text(json.dumps({**summary, "claims": claims, "preset": preset}))
+    return summary
+
+
+def test_a_smoke_runs_verdicts_show_as_undetermined(smoke_run, tmp_path, capsys):
+    run = shutil.copytree(smoke_run[0], tmp_path / "run")
+    summary = with_claims(run, "not reproduced", "smoke")
+    stored = (run / "summary.json").read_text()
+    assert main(["report", str(run)]) == 0
+    report = (run / "report.md").read_text()
+    n = len(summary["claims"])
+    assert f"## Verdict: 0/{n} reproduced, {n} undetermined (smoke preset: decides nothing)" in report
+    verdicts = [line for line in report.splitlines() if line.startswith("- **")]
+    assert len(verdicts) == n and all(line.startswith("- **undetermined** — ") for line in verdicts)
+    assert "its check said not reproduced" in report  # what the check said is kept, in the evidence
+    assert (run / "summary.json").read_text() == stored  # summary.json keeps the verdicts as judged
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        print_summary(json.loads(stored))
+    lines = [line for line in printed.getvalue().splitlines() if "decides nothing" in line]
+    assert len(lines) == n + 1 and all(line.startswith(("undetermined ", "Verdicts: 0/")) for line in lines)
+
+
+def test_a_laptop_runs_failed_verdicts_still_show(smoke_run, tmp_path):
+    run = shutil.copytree(smoke_run[0], tmp_path / "run")
+    summary = with_claims(run, "not reproduced", "laptop")
+    assert main(["report", str(run)]) == 0
+    report = (run / "report.md").read_text()
+    assert report.count("- **not reproduced** — ") == len(summary["claims"]) and "decides nothing" not in report
+
+
+def test_the_sweep_table_is_one_line_a_row_in_percent(in_tmp):
+    argv = ["sweep", "hard-negatives", "--preset", "smoke", "--arms", "concept", "--grid", "steps=5,10", "-q"]
+    result = CliRunner().invoke(app, [*argv, "--out", "s"], env={"COLUMNS": None}, catch_exceptions=False)
+    assert result.exit_code == 0
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 00")]
+    assert len(rows) == 4  # 2 points x the headline cells (concept hard, concept extrap)
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert row.endswith("|") and re.fullmatch(r"\d+\.\d% ± \d+\.\d%", cells[-2]), row
+        assert re.fullmatch(r"\[-?\d+\.\d%, \d+\.\d%\]", cells[-1]), row
+    table = pd.read_parquet(in_tmp / "s" / "sweep.parquet")
+    assert table["mean"].between(0, 1).all()  # the stored table keeps its fractions
+    assert "%" in (in_tmp / "s" / "sweep.md").read_text()
+
+
+# --- show, --help, --version ------------------------------------------------------------------------------
+
+
+def test_show_lists_arms_presets_and_every_key_with_default_and_bounds():
+    result = CliRunner().invoke(app, ["show", "hard-negatives"], env={"COLUMNS": None}, catch_exceptions=False)
+    assert result.exit_code == 0
+    spec = api.get_study("hard-negatives")
+    out = result.stdout
+    assert ", ".join(spec.arms) in out
+    assert "smoke: steps=60, seeds=2, eval_size=50" in out and "laptop: the defaults" in out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") == 6}
+    assert set(rows) == set(spec.config.model_fields) - {"study", "preset"}
+    assert re.search(r"│ steps\s+│ int\s+│ 1600\s+│ > 0\s+│ training steps", rows["steps"])
+    assert re.search(r"│ eval_size\s+│ int\s+│ 500\s+│ > 0\s+│ test sequences per class", rows["eval_size"])
+    assert "matches ^(cpu|cuda(:\\d+)?)$" in rows["device"]
+    shown = api.show("subliminal")
+    assert {k["key"]: k["type"] for k in shown["keys"]}["distill_loss"] == "kl | mse"
+    assert all(k["description"] for k in shown["keys"])
+
+
+@pytest.mark.parametrize("study", sorted(api.STUDIES))
+def test_show_describes_every_key_of_every_study(study):
+    keys = api.show(study)["keys"]
+    assert [k["key"] for k in keys] == [
+        k for k in api.get_study(study).config.model_fields if k not in ("study", "preset")
+    ]
+    assert all(k["description"] for k in keys), [k["key"] for k in keys if not k["description"]]
+
+
+def test_show_of_an_unknown_study_is_one_line(capsys):
+    assert main(["show", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'nope'" in err and "hard-negatives" in err
+
+
+def test_run_help_points_to_list_and_show():
+    out = CliRunner().invoke(app, ["run", "--help"]).stdout
+    assert "learnlab list" in out and "learnlab show STUDY" in out
+
+
+def test_version():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"learnlab {version('learnlab')}\n"
+    assert main(["--version"]) == 0

@@ -20,6 +20,7 @@ import re
 import shutil
 import sys
 import time
+import typing
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,6 +102,97 @@ def _use_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
 
 def list_studies() -> list[Study]:
     return list(STUDIES.values())
+
+
+# what a key means where its study's config does not say (the field's own description wins)
+GLOSSARY = {
+    "device": "cpu, cuda or cuda:N",
+    "seeds": "number of independent repetitions per arm",
+    "steps": "training steps",
+    "lr": "Adam learning rate",
+    "transformer_lr": "Adam learning rate of the transformer arms",
+    "weight_decay": "weight decay",
+    "beta2": "Adam's second-moment decay",
+    "batch_size": "training examples per step and model",
+    "vocab_size": "tokens in the vocabulary",
+    "embed_dim": "token embedding width",
+    "hidden_size": "hidden units (the LSTM's state, each MLP layer)",
+    "min_len": "shortest training sequence",
+    "max_len": "longest training sequence",
+    "d_model": "transformer width",
+    "n_layers": "transformer layers",
+    "n_heads": "attention heads per layer",
+    "d_mlp": "width of the transformer's MLPs",
+    "eval_every": "steps between evaluations",
+    "eval_individuals": "individuals scored at each evaluation",
+    "n_individuals": "individuals trained on (N)",
+    "world_seed": "seed of the generated world of individuals",
+    "n_universities": "universities in the world",
+    "n_majors": "majors in the world",
+    "n_companies": "companies in the world",
+    "celebrity_weight": "how many times as often a celebrity is drawn",
+    "schedule_steps": "the cosine schedule's length (0: steps)",
+    "stop_after_plateau": "stop once every seed's plateau has ended",
+    "logit_scale": "standard deviation of the random logits in (a)",
+    "window": "context words on each side of a skip-gram center",
+    "probe_pairs": "(center, context) pairs of the fixed probe",
+    "teacher_steps": "teacher training steps",
+    "teacher_batch": "teacher batch size",
+    "student_steps": "student training steps",
+    "student_batch": "student batch size (noise images)",
+    "toy_hidden": "hidden width of the toy memory's MLP",
+    "toy_classes": "classes of the toy memory",
+    "toy_batch": "toy memory batch size",
+    "toy_lr": "toy memory pre-training learning rate",
+    "toy_weight_decay": "toy memory weight decay",
+    "toy_ft_lr": "toy memory fine-tuning learning rate",
+}
+
+
+def show(study: str) -> dict[str, Any]:
+    """What `learnlab show STUDY` prints: the study's arms, its presets (the values each sets) and every
+    config key with its type, default, bounds and description."""
+    spec = get_study(study)
+    keys = [
+        {
+            "key": name,
+            "type": _type_name(field.annotation),
+            "default": field.get_default(call_default_factory=True),
+            "bounds": _bounds(field),
+            "description": field.description or GLOSSARY.get(name, ""),
+        }
+        for name, field in spec.config.model_fields.items()
+        if name not in ("study", "preset")
+    ]
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "source": spec.source,
+        "arms": list(spec.arms),
+        "presets": {name: dict(values) for name, values in spec.presets.items()},
+        "keys": keys,
+    }
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return " | ".join(str(a) for a in typing.get_args(annotation))
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
+_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "min_length": "items >=", "max_length": "items <="}
+
+
+def _bounds(field: Any) -> str:
+    """The field's constraints in words: '> 0', '>= 1, <= 28', 'items >= 2', 'matches ^(cpu|cuda)$'."""
+    parts = []
+    for meta in field.metadata:
+        for attr, word in _BOUNDS.items():
+            if (value := getattr(meta, attr, None)) is not None:
+                parts.append(f"{word} {value}")
+        if (pattern := getattr(meta, "pattern", None)) is not None:
+            parts.append(f"matches {pattern}")
+    return ", ".join(parts)
 
 
 def resolve(

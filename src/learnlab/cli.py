@@ -11,21 +11,34 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from learnlab import api
 from learnlab.config import config_from_yaml, parse_overrides
 from learnlab.errors import Interrupted, LearnlabError
-from learnlab.reporting.report import fmt, mean_std, metric_unit, verdict_counts
+from learnlab.progress import console as _console
+from learnlab.reporting.report import SMOKE, fmt, mean_std, metric_unit, shown_claims, verdict_counts
 from learnlab.store.rundir import DEFAULT_ROOT, find_runs
 
-console = Console()
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("learnlab")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        import learnlab
+
+        return learnlab.__version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", "-V", prog_name="learnlab", message="%(prog)s %(version)s")
 def app() -> None:
-    """A laboratory for the science of how neural networks learn."""
+    """A laboratory for the science of how neural networks learn.
+
+    `learnlab list` names the studies; `learnlab show STUDY` its arms, presets and config keys."""
 
 
 def _arms(arms: str | None) -> list[str] | None:
@@ -33,11 +46,9 @@ def _arms(arms: str | None) -> list[str] | None:
 
 
 def _overrides(config: Path | None, sets: tuple[str, ...]) -> dict:
-    values = {}
-    if config is not None:
-        values = config_from_yaml(config)
-        for key in ("study", "preset"):
-            values.pop(key, None)
+    """The config file's values (its study and preset too: build_config refuses to run them relabelled),
+    then --set's."""
+    values = config_from_yaml(config) if config is not None else {}
     return {**values, **parse_overrides(list(sets))}
 
 
@@ -65,9 +76,37 @@ def run_options(command):
 
 @app.command("list")
 def list_cmd() -> None:
-    """List the studies, one line each, with their presets."""
+    """List the studies, one line each, with their presets (`learnlab show STUDY`: the details)."""
     for spec in api.list_studies():
         click.echo(spec.describe())
+
+
+@app.command()
+@click.argument("study")
+def show(study: str) -> None:
+    """A study's arms, presets (their values) and every config key: type, default, bounds, description."""
+    info = api.show(study)
+    screen = _console()
+    screen.print(f"[bold]{info['name']}[/bold]: {escape(info['title'])}", highlight=False)
+    screen.print(f"source: {escape(info['source'])}", highlight=False)
+    screen.print(f"arms: {', '.join(info['arms']) or '(none: one protocol)'}", highlight=False)
+    screen.print("presets (`--preset NAME`; the values each sets, the rest are the defaults):", highlight=False)
+    for name, values in info["presets"].items():
+        shown = ", ".join(f"{k}={_value(v)}" for k, v in values.items()) or "the defaults"
+        screen.print(f"  {name}: {escape(shown)}", highlight=False)
+    screen.print("config keys (`--set KEY=VALUE`, or in a --config file):", highlight=False)
+    keys = Table()
+    for column in ("key", "type", "default", "bounds", "description"):
+        keys.add_column(column, overflow="fold")
+    for key in info["keys"]:
+        keys.add_row(*(escape(_value(key[c])) for c in ("key", "type", "default", "bounds", "description")))
+    screen.print(keys)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_value, value)) + "]"
+    return "" if value is None else str(value)
 
 
 @app.command()
@@ -84,7 +123,10 @@ def list_cmd() -> None:
 def run(
     study, preset, seeds, arms, sets, device, quiet, out, config, resume_dir, checkpoint_every, backend, address
 ) -> None:
-    """Run a study and write its run directory (summary.json, metrics.parquet, report.md/html, figures)."""
+    """Run a study and write its run directory (summary.json, metrics.parquet, report.md/html, figures).
+
+    STUDY is one of `learnlab list`; `learnlab show STUDY` lists its arms, its presets and every key
+    --set takes, with its default and bounds."""
     if backend is not None or address is not None:
         sets = (*sets, *_backend_sets(study, backend, address))
     if resume_dir is not None:
@@ -130,9 +172,9 @@ def print_summary(summary: dict) -> None:
         title=f"{summary['study']} · {summary['preset']} · {len(summary['seeds'])} seeds · "
         f"{summary['wall_seconds']:.1f} s"
     )
-    view.add_column("arm")
+    view.add_column("arm", overflow="fold")  # a narrow terminal folds a cell, never cuts it
     for m in metrics:
-        view.add_column(m, justify="right")
+        view.add_column(m, justify="right", overflow="fold")
     for arm, cells in table.items():
         view.add_row(arm, *(_shown(summary, m, c) if (c := cells.get(m)) else "—" for m in metrics))
     for arm, cells in summary.get("reference", {}).items():
@@ -141,14 +183,17 @@ def print_summary(summary: dict) -> None:
             *(_shown(summary, m, c) if (c := cells.get(m)) else "" for m in metrics),
             style="dim",
         )
-    console.print(view)
-    if summary.get("claims"):
-        console.print(f"[bold]Verdicts: {verdict_counts(summary['claims'])}[/bold]", highlight=False)
-    for claim in summary.get("claims", []):
+    screen = _console()
+    screen.print(view)
+    if claims := shown_claims(summary):
+        smoke = f" ({SMOKE})" if summary.get("preset") == "smoke" else ""
+        screen.print(f"[bold]Verdicts: {verdict_counts(claims)}{smoke}[/bold]", highlight=False)
+    for claim in claims:
         colour = {"reproduced": "green", "not reproduced": "red"}.get(claim["verdict"], "yellow")
-        console.print(f"[{colour}]{claim['verdict']}[/{colour}] {claim['claim']}: {claim['evidence']}", highlight=False)
+        text = f"{claim['claim']}: {claim['evidence']}"
+        screen.print(f"[{colour}]{claim['verdict']}[/{colour}] {escape(text)}", highlight=False)
     if "run_dir" in summary:
-        console.print(f"run directory: {summary['run_dir']}", highlight=False)
+        screen.print(f"run directory: {escape(summary['run_dir'])}", highlight=False)
 
 
 @app.command()
@@ -222,8 +267,9 @@ def sweep(study, grid, preset, seeds, arms, sets, device, quiet, backend, addres
         out=out,
         progress=not quiet,
     )
-    console.print(result.headline_markdown(api.get_study(study).headline), highlight=False)
-    console.print(f"sweep directory: {result.out} (all metrics: sweep.md, sweep.parquet)", highlight=False)
+    screen = _console()
+    screen.print(escape(result.headline_markdown(api.get_study(study).headline)), highlight=False, soft_wrap=True)
+    screen.print(f"sweep directory: {escape(str(result.out))} (all metrics: sweep.md, sweep.parquet)", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ def fmt(value: float | None, unit: Unit | None = None) -> str:
     """One number in its unit, four significant digits when plain; None (missing) as —."""
     if value is None:
         return "—"
-    unit = unit or _guess(value)
+    unit = unit or guess_unit(value)
     if unit == "percent":
         return f"{100 * value:.1f}%"
     if unit == "points":
@@ -34,13 +34,14 @@ def fmt(value: float | None, unit: Unit | None = None) -> str:
     return f"{value:.4g}"
 
 
-def _guess(value: float | None) -> Unit:
+def guess_unit(value: float | None) -> Unit:
+    """A value with no declared unit: a fraction (in [0, 1]) in percent, anything else plain."""
     return "percent" if value is not None and 0.0 <= value <= 1.0 else "plain"
 
 
 def mean_std(mean: float | None, std: float | None, unit: Unit | None = None) -> str:
     """'mean ± std' (the spread in the mean's unit), or just the mean where no spread is known."""
-    unit = unit or _guess(mean)
+    unit = unit or guess_unit(mean)
     if std is None or mean is None:
         return fmt(mean, unit)
     spread = f"{100 * std:.1f} pts" if unit == "points" else fmt(std, unit)
@@ -63,7 +64,7 @@ def _cell(cell: dict[str, Any], unit: Unit | None = None) -> str:
 
 def _ci(cell: dict[str, Any], unit: Unit | None = None) -> str:
     lo, hi = cell["ci95"]
-    unit = unit or _guess(cell.get("mean"))
+    unit = unit or guess_unit(cell.get("mean"))
     return f"[{fmt(lo, unit)}, {fmt(hi, unit)}]"
 
 
@@ -83,9 +84,28 @@ def verdict_counts(claims: list[dict[str, Any]]) -> str:
     return ", ".join([f"{counts['reproduced']}/{len(claims)} reproduced", *rest])
 
 
+SMOKE = "smoke preset: decides nothing"
+
+
+def shown_claims(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The claims as the terminal and the report show them. A smoke run (seconds of training on 2-3
+    seeds, for tests) decides nothing, whatever its checks said: each of its claims shows as undetermined,
+    with the check's own outcome kept in the evidence. summary.json keeps the verdicts as judged."""
+    claims = summary.get("claims", [])
+    if summary.get("preset") != "smoke":
+        return claims
+    return [{**c, "verdict": "undetermined", "evidence": _smoke_evidence(c)} for c in claims]
+
+
+def _smoke_evidence(claim: dict[str, Any]) -> str:
+    if claim["verdict"] == "undetermined":
+        return f"{SMOKE}; {claim['evidence']}"
+    return f"{SMOKE} (its check said {claim['verdict']}: {claim['evidence']})"
+
+
 def _contradictions(summary: dict[str, Any]) -> list[str]:
     """Where the 'published mean inside CI' column and the verdicts seem to disagree, say why they may."""
-    rows, claims = summary.get("comparison", []), summary["claims"]
+    rows, claims = summary.get("comparison", []), shown_claims(summary)
     outside = [f"{r['arm']} {r['metric']}" for r in rows if not r["published_inside_ci"]]
     failed = [c for c in claims if c["verdict"] == "not reproduced"]
     if outside and claims and not failed:
@@ -126,10 +146,11 @@ def blocks(
             f"device `{summary['device']}`, {summary['wall_seconds']:.1f} s wall, {summary.get('created', '')}.",
         ),
     ]
-    if summary.get("claims"):
-        out.append(("h2", f"Verdict: {verdict_counts(summary['claims'])}"))
-        out.append(("verdicts", summary["claims"]))
-        if (contradictions := _contradictions(summary)):
+    if claims := shown_claims(summary):
+        smoke = f" ({SMOKE})" if summary.get("preset") == "smoke" else ""
+        out.append(("h2", f"Verdict: {verdict_counts(claims)}{smoke}"))
+        out.append(("verdicts", claims))
+        if contradictions := _contradictions(summary):
             out.append(("p", " ".join(contradictions)))
     if summary.get("comparison"):
         out.append(("h2", "Measured beside published"))

@@ -14,7 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from learnlab.config import StudyConfig, config_from_yaml, parse_overrides
 from learnlab.engine.train import torch_threads
 from learnlab.errors import LearnlabError
 from learnlab.progress import progress_bar
-from learnlab.reporting.report import to_markdown
+from learnlab.reporting.report import fmt, guess_unit, mean_std, metric_unit, to_markdown
 from learnlab.store.rundir import DEFAULT_ROOT, load_summary, locked, read_summary, write_json
 from learnlab.sweeps.jobs import connect_ray, import_ray, in_ray_worker, ray_results
 
@@ -37,19 +37,36 @@ BACKENDS = ("local", "ray")
 class SweepResult:
     out: Path
     table: pd.DataFrame
+    units: dict[str, list[str]] = field(default_factory=dict)  # the study's plain_metrics, point_metrics
 
     @property
     def table_markdown(self) -> str:
-        return _markdown(self.table)
+        return _markdown(self.table, self.units)
 
     def headline_markdown(self, headline: tuple[tuple[str, str], ...]) -> str:
         """Only the study's headline cells (arm, metric), when it names any."""
         keep = self.table[[(a, m) in set(headline) for a, m in zip(self.table.arm, self.table.metric, strict=True)]]
-        return _markdown(keep if len(keep) else self.table)
+        return _markdown(keep if len(keep) else self.table, self.units)
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    return to_markdown([("table", (list(table.columns), table.astype(str).values.tolist()))])
+NUMBERS = ("mean", "std", "ci95_lo", "ci95_hi")
+
+
+def _markdown(table: pd.DataFrame, units: dict[str, list[str]]) -> str:
+    """The sweep table as the reports print numbers (a fraction in percent, a gain in points, the rest
+    plain: `metric_unit`): one row per point, arm and metric, with 'mean ± std' and the 95% CI."""
+    keys = [c for c in table.columns if c not in NUMBERS]
+    rows = []
+    for row in table.to_dict("records"):
+        unit = metric_unit(units, row["metric"]) or guess_unit(row["mean"])
+        rows.append(
+            [
+                *(str(row[k]) for k in keys),
+                mean_std(row["mean"], row["std"], unit),
+                f"[{fmt(row['ci95_lo'], unit)}, {fmt(row['ci95_hi'], unit)}]",
+            ]
+        )
+    return to_markdown([("table", ([*keys, "mean ± std", "95% CI"], rows))])
 
 
 def expand_grid(grid: list[str]) -> list[dict[str, Any]]:
@@ -129,10 +146,11 @@ def run_sweep(
                 update(len(points) - len(todo) + done)
 
         table = summarise(out_dir, names, points)
+        result = SweepResult(out_dir, table, api.units(spec))
         table.to_parquet(out_dir / "sweep.parquet", index=False)
-        (out_dir / "sweep.md").write_text(f"# Sweep of {spec.name}\n\n" + SweepResult(out_dir, table).table_markdown)
+        (out_dir / "sweep.md").write_text(f"# Sweep of {spec.name}\n\n" + result.table_markdown)
         write_json(out_dir / "sweep.json", marker)
-    return SweepResult(out_dir, table)
+    return result
 
 
 def _check_resumable(out_dir: Path, study: str, names: list[str], configs: list[StudyConfig]) -> list[int]:

@@ -377,7 +377,10 @@ def resume(
             raise LearnlabError(f"no interrupted run to resume at {str(out_dir)!r}")
         check_free(out_dir)
         values = config_from_yaml(work / "config.yaml")
-        spec = get_study(str(values.get("study", "")))
+        try:
+            spec = get_study(str(values.get("study", "")))
+        except LearnlabError as err:  # a damaged or hand-made config: name the file
+            raise LearnlabError(f"{str(work / 'config.yaml')!r}: {err}") from None
         if study is not None and study != spec.name:
             raise LearnlabError(f"--resume {str(out_dir)!r} is a {spec.name!r} run, not {study!r}")
         try:

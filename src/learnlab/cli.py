@@ -42,7 +42,13 @@ def app() -> None:
 
 
 def _arms(arms: str | None) -> list[str] | None:
-    return [a.strip() for a in arms.split(",") if a.strip()] if arms else None
+    """--arms as a list; None (all arms) only where --arms is not given: `--arms ""` names none."""
+    if arms is None:
+        return None
+    named = [a.strip() for a in arms.split(",") if a.strip()]
+    if not named:
+        raise LearnlabError(f"--arms {arms!r} names no arm (leave --arms out to run them all)")
+    return named
 
 
 def _overrides(config: Path | None, sets: tuple[str, ...]) -> dict:

@@ -35,4 +35,11 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
     )
     with Progress(*columns, console=console(stderr=True), transient=False) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda completed: bar.update(task, completed=completed)
+        try:
+            yield lambda completed: bar.update(task, completed=completed)
+        except BaseException:
+            if not bar.tasks[0].completed:  # it failed before a step (a damaged checkpoint): no empty bar
+                bar.live.transient = True  # above the one-line error, nor the line a pipe gets after it
+                bar.live.stop()
+                bar.disable = True
+            raise

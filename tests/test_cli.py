@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+import learnlab
 from learnlab import api
 from learnlab.cli import app, main, print_summary
 
@@ -283,6 +284,7 @@ def test_show_lists_arms_presets_and_every_key_with_default_and_bounds():
     shown = api.show("subliminal")
     assert {k["key"]: k["type"] for k in shown["keys"]}["distill_loss"] == "kl | mse"
     assert all(k["description"] for k in shown["keys"])
+    assert learnlab.show("subliminal") == shown
 
 
 @pytest.mark.parametrize("study", sorted(api.STUDIES))

@@ -13,11 +13,22 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # collected never, so the collector is off while they are made and then leaves them out (gc.freeze).
 gc.disable()
 try:
-    from learnlab.api import execute, list_studies, report, resolve, resume, run, runs, write_run
+    from learnlab.api import execute, list_studies, report, resolve, resume, run, runs, show, write_run
     from learnlab.errors import LearnlabError
 finally:
     gc.freeze()
     gc.enable()
 
-__all__ = ["LearnlabError", "execute", "list_studies", "report", "resolve", "resume", "run", "runs", "write_run"]
+__all__ = [
+    "LearnlabError",
+    "execute",
+    "list_studies",
+    "report",
+    "resolve",
+    "resume",
+    "run",
+    "runs",
+    "show",
+    "write_run",
+]
 __version__ = "0.1.0"

@@ -272,9 +272,8 @@ def _cgroup_available() -> float | None:
 
 def gib(n: float) -> str:
     """Bytes in GiB (TiB from 1024 GiB), three digits."""
-    if n >= 1024 * GiB:
-        return f"{n / 1024 / GiB:.3g} TiB"
-    return f"{n / GiB:.0f} GiB" if n >= 100 * GiB else f"{n / GiB:.3g} GiB"
+    value, unit = (n / 1024 / GiB, "TiB") if n >= 1024 * GiB else (n / GiB, "GiB")
+    return f"{value:.0f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
 
 
 def check_memory(cfg: Any, baseline: Any | None = None, free: float | None = None) -> float:

@@ -21,9 +21,9 @@ import torch
 import learnlab
 from learnlab import api
 from learnlab.cli import main
+from learnlab.engine.jobs import connect_ray
 from learnlab.engine.train import Checkpoint
 from learnlab.errors import Interrupted, LearnlabError
-from learnlab.sweeps.jobs import connect_ray
 
 SMOKE = ["run", "hard-negatives", "--preset", "smoke", "--quiet", "--arms", "concept"]
 # 130 steps, a checkpoint every 50: an interruption at step 120 leaves the checkpoint of step 100
@@ -171,8 +171,8 @@ def test_runs_skips_a_damaged_summary_with_a_warning_naming_it(finished, tmp_pat
 
 
 def test_a_resume_whose_finished_job_file_is_damaged_names_it(tmp_path):
-    from learnlab.studies.base import RunContext
-    from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
+    from learnlab.engine.context import RunContext
+    from learnlab.engine.jobs import GridConfig, Job, run_jobs
 
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "a.parquet").write_text("half a parquet file")
@@ -484,7 +484,7 @@ def test_a_port_that_accepts_but_never_answers_is_refused_within_seconds():
 @pytest.mark.ray
 def test_a_real_ray_cluster_passes_the_probe():
     ray = pytest.importorskip("ray")
-    from learnlab.sweeps.jobs import _probe
+    from learnlab.engine.jobs import _probe
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:

@@ -7,10 +7,10 @@ from torch import nn
 
 import learnlab
 from learnlab.config import build_config
+from learnlab.engine.context import RunContext
 from learnlab.models.delta_lstm import DeltaLSTMEnsembles, EnsembleDeltaLSTM
 from learnlab.reporting.stats import describe
 from learnlab.studies import inductive_bias as ib
-from learnlab.studies.base import RunContext
 
 V, E, H = 50, 4, 8
 

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import learnlab
+from learnlab.engine.context import RunContext
 from learnlab.engine.rng import generator
 from learnlab.reporting.stats import describe
 from learnlab.studies import softmax_negatives as a5
-from learnlab.studies.base import RunContext
 from learnlab.tasks import grammar as g
 
 

@@ -119,8 +119,8 @@ def seen_in_job(config, ctx):
 )
 def test_ray_tasks_reserve_what_they_use_and_run_with_the_local_threads(monkeypatch, device, options, device_in_job):
     from learnlab.config import StudyConfig
-    from learnlab.studies.base import RunContext
-    from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
+    from learnlab.engine.context import RunContext
+    from learnlab.engine.jobs import GridConfig, Job, run_jobs
 
     fake = FakeRay()
     monkeypatch.setitem(sys.modules, "ray", fake)

@@ -18,7 +18,6 @@ import os
 import platform
 import re
 import shutil
-import sys
 import time
 import typing
 import warnings
@@ -41,6 +40,9 @@ from learnlab.config import (
     parse_overrides,
     validation_message,
 )
+from learnlab.engine.context import RunContext
+from learnlab.engine.determinism import deterministic
+from learnlab.engine.jobs import connect_ray
 from learnlab.errors import Interrupted, LearnlabError
 from learnlab.progress import progress_bar
 from learnlab.reporting import report as reporting
@@ -59,8 +61,7 @@ from learnlab.store.rundir import (
     write_json,
 )
 from learnlab.studies import STUDIES, get_study  # noqa: F401 - re-exported
-from learnlab.studies.base import COLUMNS, RunContext, Study
-from learnlab.sweeps.jobs import connect_ray
+from learnlab.studies.base import COLUMNS, Study
 
 
 @dataclass
@@ -68,36 +69,6 @@ class RunResult:
     summary: dict[str, Any]
     metrics: pd.DataFrame
     config: StudyConfig
-
-
-@contextmanager
-def deterministic() -> Iterator[None]:
-    """Deterministic kernels (they matter on CUDA: scatter-add backward uses atomics), without the
-    NaN-filling of fresh tensors that deterministic mode adds by default and that costs ~40% on CPU."""
-    enabled, warn_only = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    fill = torch.utils.deterministic.fill_uninitialized_memory
-    _use_deterministic_algorithms(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = False
-    try:
-        yield
-    finally:
-        _use_deterministic_algorithms(enabled, warn_only=warn_only)
-        torch.utils.deterministic.fill_uninitialized_memory = fill
-
-
-def _use_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
-    """torch.use_deterministic_algorithms without importing torch.compile's inductor (~0.9 s) just to set
-    its flag: that flag is set only when inductor is already loaded (nothing here compiles)."""
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if setter is None:
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
-        return
-    setter(mode, warn_only=warn_only)
-    if (inductor := sys.modules.get("torch._inductor.config")) is not None:
-        inductor.deterministic = mode
 
 
 def list_studies() -> list[Study]:

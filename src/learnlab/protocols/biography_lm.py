@@ -32,6 +32,7 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from learnlab.config import StudyConfig
+from learnlab.engine.context import RunContext
 from learnlab.engine.rng import NumpyGenerator, generator
 from learnlab.engine.stream import ChunkedStream
 from learnlab.engine.train import TrainLog, load_state, train_ensemble
@@ -46,7 +47,6 @@ from learnlab.metrics import (
 )
 from learnlab.models.transformer import EnsembleTransformer, Hooks
 from learnlab.protocols.measurements import curves, log_rows, member_rows
-from learnlab.studies.base import RunContext  # moves below the studies with the engine (issue 13, point 2)
 from learnlab.tasks import biographies as bio
 
 DATA_CHUNK = 20  # training steps drawn at once per seed (part of the data stream's definition)

@@ -23,11 +23,11 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from learnlab.config import StudyConfig
+from learnlab.engine.context import RunContext
 from learnlab.engine.rng import generator
 from learnlab.engine.stream import ChunkedStream
 from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.models.lstm import EnsembleLSTMClassifier, select_members
-from learnlab.studies.base import RunContext  # moves below the studies with the engine (issue 13, point 2)
 from learnlab.tasks import sortedness as task
 
 HARD_SHARE = {"baseline": 0.0, "hard25": 0.25, "hard50": 0.5, "hard75": 0.75, "concept": 1.0}  # A1's arms

@@ -61,14 +61,15 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from learnlab.config import check_arms
+from learnlab.engine.context import RunContext
+from learnlab.engine.jobs import GridConfig, Job, run_jobs
 from learnlab.engine.train import TrainLog
 from learnlab.metrics import PLATEAU_ACCURACY, attribute_scores
 from learnlab.models.transformer import EnsembleTransformer, Hooks
 from learnlab.protocols import biography_lm as bl
 from learnlab.protocols.measurements import curves, log_rows, member_rows
 from learnlab.reporting.stats import Cell, Table, above, below, describe
-from learnlab.studies.base import Claim, RunContext, Study, every
-from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
+from learnlab.studies.base import Claim, Study, every
 from learnlab.tasks import biographies as bio
 
 UNPATCHED, UNTRAINED = "unpatched", "untrained-patterns"

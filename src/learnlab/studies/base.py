@@ -1,40 +1,25 @@
 """What a study is: a config, presets, arms, a protocol that measures, and the claims it tests.
 
-A study's `measure(cfg, ctx)` runs the protocol and returns long-format measurements
-(arm, seed, step, split, metric, value). Rows with split == "test" at the final step are the study's
-result table; the rest are learning curves. Everything else — statistics, the comparison with the
-published numbers, verdicts, the run directory and the report — is shared.
+A study's `measure(cfg, ctx)` runs the protocol (`ctx`: a `learnlab.engine.context.RunContext`) and
+returns long-format measurements (arm, seed, step, split, metric, value). Rows with split == "test" at
+the final step are the study's result table; the rest are learning curves. Everything else —
+statistics, the comparison with the published numbers, verdicts, the run directory and the report — is
+shared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from learnlab.config import StudyConfig
-from learnlab.engine.train import Checkpoint
+from learnlab.engine.context import RunContext
 from learnlab.reporting.stats import Table
 
-Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]  # yields update(n_done)
 COLUMNS = ["arm", "seed", "step", "split", "metric", "value"]
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What a protocol may use besides its config: progress bars, and a work directory that survives an
-    interruption (checkpoints go there, so `learnlab resume` can continue the run)."""
-
-    progress: Progress
-    workdir: Path | None = None
-    checkpoint_every: int = 200
-
-    def checkpoint(self, name: str) -> Checkpoint | None:
-        return Checkpoint(self.workdir / f"{name}.ckpt", self.checkpoint_every) if self.workdir else None
 
 
 @dataclass(frozen=True)

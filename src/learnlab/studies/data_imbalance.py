@@ -41,11 +41,12 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from learnlab.config import distinct_sorted
+from learnlab.engine.context import RunContext
+from learnlab.engine.jobs import GridConfig, Job, run_jobs
 from learnlab.models.transformer import EnsembleTransformer
 from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import Table, above, below, describe, difference, t_interval
-from learnlab.studies.base import Claim, RunContext, Study, every
-from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
+from learnlab.studies.base import Claim, Study, every
 from learnlab.tasks import biographies as bio
 
 CONFIDENCE = 0.95

@@ -74,6 +74,8 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
 from learnlab.config import StudyConfig, distinct_sorted
+from learnlab.engine.context import RunContext
+from learnlab.engine.jobs import GridConfig, Job, run_jobs
 from learnlab.engine.rng import NumpyGenerator, generator
 from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.models.mlp import EnsembleMLP
@@ -81,8 +83,7 @@ from learnlab.models.transformer import EnsembleTransformer
 from learnlab.protocols import biography_lm as bl
 from learnlab.protocols.measurements import log_rows, member_rows
 from learnlab.reporting.stats import Cell, Table, above, below, describe, within
-from learnlab.studies.base import Claim, RunContext, Study, every
-from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
+from learnlab.studies.base import Claim, Study, every
 from learnlab.tasks import biographies as bio
 from learnlab.tasks.associative_memory import MemoryBatches, memory_pairs
 

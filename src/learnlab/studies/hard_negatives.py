@@ -26,10 +26,11 @@ import torch
 from pydantic import Field, field_validator
 
 from learnlab.config import check_arms
+from learnlab.engine.context import RunContext
 from learnlab.protocols import sortedness_lstm as sl
 from learnlab.protocols.measurements import log_rows, member_rows
 from learnlab.reporting.stats import Cell, Table, above, describe, difference, pct, points, within
-from learnlab.studies.base import Claim, RunContext, Study, every
+from learnlab.studies.base import Claim, Study, every
 
 ARMS = sl.HARD_SHARE  # arm: the share of one-swap (hard) negatives among the negatives
 TEST_SETS = ("easy", "hard", "extrap", "swap2", "swap3", "distant")

@@ -39,6 +39,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from learnlab.config import StudyConfig, check_arms
+from learnlab.engine.context import RunContext
 from learnlab.engine.rng import generator
 from learnlab.engine.stream import ChunkedStream
 from learnlab.engine.train import train_ensemble
@@ -46,7 +47,7 @@ from learnlab.models.delta_lstm import DeltaLSTMEnsembles, EnsembleDeltaLSTM
 from learnlab.models.transformer import EnsembleTransformer
 from learnlab.protocols.measurements import member_rows
 from learnlab.reporting.stats import Table, above, below, difference, pct, within
-from learnlab.studies.base import Claim, RunContext, Study, every
+from learnlab.studies.base import Claim, Study, every
 from learnlab.tasks import patterns
 
 DATA_CHUNK = 100  # training steps generated at once per (task, seed): part of the data stream's definition

@@ -42,10 +42,11 @@ import pandas as pd
 from pydantic import field_validator
 
 from learnlab.config import check_arms
+from learnlab.engine.context import RunContext
 from learnlab.metrics import MIN_PLATEAU_EVALS, NEAR_BASELINE, PLATEAU_FLATNESS
 from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import Table, above, describe, finite_values, pct
-from learnlab.studies.base import Claim, RunContext, Study
+from learnlab.studies.base import Claim, Study
 
 ARMS = ("default",)
 

@@ -28,10 +28,11 @@ import torch
 from pydantic import Field, field_validator
 
 from learnlab.config import check_arms
+from learnlab.engine.context import RunContext
 from learnlab.protocols import sortedness_lstm as sl
 from learnlab.protocols.measurements import member_rows
 from learnlab.reporting.stats import Cell, Table, above, below, describe, difference, pct, points, within
-from learnlab.studies.base import Claim, RunContext, Study, every
+from learnlab.studies.base import Claim, Study, every
 
 ARMS = sl.LABELLINGS  # arm: (soft labels, share of real examples)
 LOSS_EVERY = 20  # training loss is kept every this many steps (the curves would otherwise dominate)

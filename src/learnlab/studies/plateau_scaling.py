@@ -33,11 +33,12 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from learnlab.config import distinct_sorted
+from learnlab.engine.context import RunContext
+from learnlab.engine.jobs import GridConfig, Job, run_jobs
 from learnlab.metrics import power_law_fit
 from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import Table, above, within
-from learnlab.studies.base import Claim, RunContext, Study
-from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
+from learnlab.studies.base import Claim, Study
 
 PUBLISHED_EXPONENT = 0.81
 EXPONENT_MARGIN = 0.15  # "0.81" is reproduced when our whole CI lies in 0.66-0.96: far enough from 1 (linear)

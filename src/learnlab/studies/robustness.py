@@ -42,13 +42,14 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from learnlab.config import check_arms
+from learnlab.engine.context import RunContext
 from learnlab.engine.rng import generator
 from learnlab.interventions import dropconnect_copy, quantized_copy
 from learnlab.models.lstm import EnsembleLSTMClassifier, select_members
 from learnlab.protocols import sortedness_lstm as sl
 from learnlab.protocols.measurements import member_rows
 from learnlab.reporting.stats import Table, below, describe, difference, pct, within
-from learnlab.studies.base import Claim, RunContext, Study, every
+from learnlab.studies.base import Claim, Study, every
 
 ARMS = {  # arm: (source study, the model within it)
     "a1-baseline": ("a1", "baseline"),

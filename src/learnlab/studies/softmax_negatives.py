@@ -57,11 +57,12 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from learnlab.config import StudyConfig, check_arms
+from learnlab.engine.context import RunContext
 from learnlab.engine.rng import generator
 from learnlab.engine.train import train_ensemble
 from learnlab.protocols.measurements import member_rows
 from learnlab.reporting.stats import Table, above, describe, points
-from learnlab.studies.base import Claim, RunContext, Study, every
+from learnlab.studies.base import Claim, Study, every
 from learnlab.tasks import grammar as task
 
 TEMPERATURES = {"temp-0.5": 0.5, "temp-1": 1.0, "temp-2": 2.0}

@@ -34,12 +34,13 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from learnlab.config import StudyConfig, check_arms
+from learnlab.engine.context import RunContext
 from learnlab.engine.rng import generator
 from learnlab.engine.train import train_ensemble
 from learnlab.models.mlp import EnsembleMLP
 from learnlab.protocols.measurements import member_rows
 from learnlab.reporting.stats import Table, above, describe, difference, pct, within
-from learnlab.studies.base import Claim, RunContext, Study
+from learnlab.studies.base import Claim, Study
 from learnlab.tasks import digits as task
 
 CHANCE = 1 / task.N_CLASSES

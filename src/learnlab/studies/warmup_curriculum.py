@@ -35,11 +35,12 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from learnlab.config import distinct_sorted
+from learnlab.engine.context import RunContext
+from learnlab.engine.jobs import GridConfig, Job, run_jobs
 from learnlab.models.transformer import EnsembleTransformer
 from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import CONFIDENCE, Table, difference, points, t_interval, table_from_metrics
-from learnlab.studies.base import Claim, RunContext, Study
-from learnlab.sweeps.jobs import GridConfig, Job, run_jobs
+from learnlab.studies.base import Claim, Study
 
 TEST_METRICS = (
     "final_acc_all",

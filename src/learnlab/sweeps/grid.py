@@ -23,12 +23,12 @@ import torch
 
 from learnlab import api
 from learnlab.config import StudyConfig, config_from_yaml, parse_overrides
+from learnlab.engine.jobs import connect_ray, import_ray, in_ray_worker, ray_results
 from learnlab.engine.train import torch_threads
 from learnlab.errors import LearnlabError
 from learnlab.progress import progress_bar
 from learnlab.reporting.report import fmt, guess_unit, mean_std, metric_unit, to_markdown
 from learnlab.store.rundir import DEFAULT_ROOT, load_summary, locked, read_summary, write_json
-from learnlab.sweeps.jobs import connect_ray, import_ray, in_ray_worker, ray_results
 
 BACKENDS = ("local", "ray")
 

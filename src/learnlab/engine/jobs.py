@@ -7,7 +7,9 @@ of a config that returns long-format measurements. `run_jobs` computes them with
 job's measurements in the run's work directory, so an interrupted grid resumes where it stopped and a
 resumed job continues from its own checkpoints (local backend). A job's result depends only on its
 function, its config and its thread count (`job_threads`, the same on both backends), so both backends
-give the same numbers on one machine. A job on a GPU reserves one from Ray.
+give the same numbers on one machine. A job on a GPU reserves one from Ray. On Ray each job runs under
+`deterministic()`, as the API runs a study's protocol. Grid sweeps (`learnlab.sweeps`) use the Ray
+plumbing here too (`connect_ray`, `ray_results`).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ import torch
 from pydantic import Field, field_validator
 
 from learnlab.config import StudyConfig
+from learnlab.engine.context import RunContext
+from learnlab.engine.determinism import deterministic
 from learnlab.engine.train import torch_threads
 from learnlab.errors import LearnlabError
-from learnlab.studies.base import RunContext
+from learnlab.progress import progress_bar
 
 Backend = Literal["local", "ray"]
 
@@ -124,14 +128,10 @@ def _local(ctx: RunContext, threads: int) -> Runner:
 
 
 def _quiet(desc: str, total: int) -> Any:
-    from learnlab.progress import progress_bar
-
     return progress_bar(desc, total, False)
 
 
 def _remote(fn: Callable[[Any, RunContext], pd.DataFrame], config: Any, threads: int) -> pd.DataFrame:
-    from learnlab.api import deterministic
-
     if getattr(config, "device", "").startswith("cuda"):
         config = config.model_copy(update={"device": in_ray_worker(config.device)})
     with deterministic(), torch_threads(threads):

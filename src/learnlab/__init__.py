@@ -21,7 +21,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 __all__ = [
     "LearnlabError",
     "execute",
+    "export",
     "list_studies",
+    "load_run",
     "report",
     "resolve",
     "resume",

@@ -4,7 +4,8 @@
     summary = learnlab.run("hard-negatives", seeds=20)
 
 `execute` runs a study and returns its result in memory (no I/O: sweeps ship it back from Ray workers);
-`write_run` turns a result into a run directory atomically; `run` does both.
+`write_run` turns a result into a run directory atomically; `run` does both. `load_run` opens a finished
+run directory (its models rebuilt) and `export` exports a member of its transformer (learnlab.store.run).
 
 A run or a resume holds its directory's lock for its whole life, and running out of memory or disk is a
 one-line LearnlabError. What a failed run keeps: a resume never removes what it started from, and a
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import platform
 import re
 import shutil
 import time
@@ -23,7 +23,7 @@ import typing
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,9 @@ from learnlab.progress import progress_bar
 from learnlab.reporting import report as reporting
 from learnlab.reporting.stats import compare, table_from_metrics
 from learnlab.resources import check_memory
+from learnlab.store.models import KeptModels, ModelKeeper, check_options
+from learnlab.store.provenance import provenance, versions
+from learnlab.store.run import Run, export, load_run  # noqa: F401 - re-exported
 from learnlab.store.rundir import (
     DEFAULT_ROOT,
     atomic_dir,
@@ -69,6 +72,7 @@ class RunResult:
     summary: dict[str, Any]
     metrics: pd.DataFrame
     config: StudyConfig
+    models: KeptModels = field(default_factory=KeptModels)  # the trained models kept (`.ensembles()`)
 
 
 def list_studies() -> list[Study]:
@@ -211,15 +215,25 @@ def check_resources(spec: Study, cfg: StudyConfig) -> float:
 
 
 def execute(
-    spec: Study, cfg: StudyConfig, progress: bool = False, workdir: Path | None = None, checkpoint_every: int = 200
+    spec: Study,
+    cfg: StudyConfig,
+    progress: bool = False,
+    workdir: Path | None = None,
+    checkpoint_every: int = 200,
+    *,
+    save_models: str | None = None,
+    snapshot_every: int = 0,
 ) -> RunResult:
-    """Run the protocol and compute statistics, comparison and verdicts; writes nothing but checkpoints
-    (into `workdir`, when given)."""
+    """Run the protocol and compute statistics, comparison and verdicts; writes nothing but checkpoints and
+    the kept models (into `workdir`, when given; else the result holds them). `save_models`: none, final or
+    all (None: final when under 50 MB, see learnlab.store.models); `snapshot_every`: steps between snapshots."""
     started = time.perf_counter()
-    ctx = RunContext(lambda desc, total: progress_bar(desc, total, progress), workdir, checkpoint_every)
+    keeper = ModelKeeper.open(workdir / "models" if workdir else None, save_models, snapshot_every, checkpoint_every)
+    ctx = RunContext(lambda desc, total: progress_bar(desc, total, progress), workdir, checkpoint_every, keeper)
     reporting_modules.warm_up()
     with deterministic():
         metrics = spec.measure(cfg, ctx)
+    kept = keeper.result()
     metrics = metrics[COLUMNS].astype({"seed": "int64", "step": "int64", "value": "float64"})
     final = metrics[metrics.split == "test"]
     table = table_from_metrics(final)
@@ -236,7 +250,9 @@ def execute(
         "device": cfg.device,
         "wall_seconds": round(time.perf_counter() - started, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "versions": versions(),
+        "provenance": provenance(),
+        "models": kept.summary,
         "table": table,
         "reference": reference,
         "comparison": compare(table, reference),
@@ -247,7 +263,7 @@ def execute(
     for key, value in spec.extras.items():  # a study's own top-level keys never replace the standard ones
         summary.setdefault(key, value)
     summary["notes"] = spec.notes(summary) if spec.notes else []
-    return RunResult(summary, metrics.reset_index(drop=True), cfg)
+    return RunResult(summary, metrics.reset_index(drop=True), cfg, kept)
 
 
 def write_run(result: RunResult, out: Path) -> Path:
@@ -291,6 +307,7 @@ def _write_contents(result: RunResult, directory: Path) -> None:
     (directory / "config.yaml").write_text(config_to_yaml(result.config))
     result.metrics.to_parquet(directory / "metrics.parquet", index=False)
     write_json(directory / "summary.json", result.summary)
+    result.models.write(directory)
     reporting.render(directory, result.summary, spec.figures, result.metrics)
 
 
@@ -305,12 +322,17 @@ def run(
     out: str | Path | None = None,
     progress: bool = True,
     checkpoint_every: int = 200,
+    save_models: str | None = None,
+    snapshot_every: int = 0,
 ) -> dict[str, Any]:
     """Run a study end to end and return its summary (also written to the run directory).
 
     The run is built in a hidden directory beside `out` and renamed into place when complete. If it is
     interrupted (Ctrl-C) after a checkpoint, that directory is kept and `resume(out)` continues it.
+    The trained models go to its models/ (`save_models`: none, final or all; None: final when they take
+    under 50 MB; `snapshot_every`: steps between snapshots, with all): see learnlab.store.models.
     """
+    check_options(save_models, snapshot_every)
     spec, cfg = resolve(study, preset=preset, seeds=seeds, arms=arms, overrides=overrides, device=device)
     out_dir = Path(out) if out is not None else default_run_dir(spec.name, cfg.preset)
     check_free(out_dir)
@@ -331,7 +353,8 @@ def run(
         except OSError as err:
             shutil.rmtree(work, ignore_errors=True)
             raise LearnlabError(f"--out {str(out_dir)!r}: cannot create the run directory ({err.strerror})") from None
-        return _complete(spec, cfg, out_dir, work, progress, checkpoint_every, resuming=False)
+        models = {"save_models": save_models, "snapshot_every": snapshot_every}
+        return _complete(spec, cfg, out_dir, work, progress, checkpoint_every, resuming=False, models=models)
 
 
 def resume(
@@ -371,12 +394,21 @@ def _connect(cfg: StudyConfig) -> None:
 
 
 def _complete(
-    spec: Study, cfg: StudyConfig, out_dir: Path, work: Path, progress: bool, checkpoint_every: int, resuming: bool
+    spec: Study,
+    cfg: StudyConfig,
+    out_dir: Path,
+    work: Path,
+    progress: bool,
+    checkpoint_every: int,
+    resuming: bool,
+    models: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Execute into `work`, then write the run directory beside it and drop `work`. On failure `work` is
-    kept as it is if anything can resume from it (a resume never removes what it started from)."""
+    kept as it is if anything can resume from it (a resume never removes what it started from). `models`:
+    execute's save_models and snapshot_every (a resume takes those the run saved in `work`)."""
     try:
-        result = execute(spec, cfg, progress=progress, workdir=work, checkpoint_every=checkpoint_every)
+        options = models or {}
+        result = execute(spec, cfg, progress=progress, workdir=work, checkpoint_every=checkpoint_every, **options)
         with atomic_dir(out_dir) as tmp:  # `work` stays untouched until the run directory is complete
             _write_contents(result, tmp)
     except BaseException as err:

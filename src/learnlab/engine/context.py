@@ -5,10 +5,13 @@ Below the studies and the job runner, so that protocols, studies and jobs all ta
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
+from torch import nn
 
 from learnlab.engine.train import Checkpoint
 
@@ -23,6 +26,25 @@ class RunContext:
     progress: Progress
     workdir: Path | None = None
     checkpoint_every: int = 200
+    # where trained models are kept (a `learnlab.store.models.ModelKeeper`, which the API gives a run);
+    # None: nowhere
+    models: Any = None
 
     def checkpoint(self, name: str) -> Checkpoint | None:
         return Checkpoint(self.workdir / f"{name}.ckpt", self.checkpoint_every) if self.workdir else None
+
+    def keep_model(self, name: str, model: nn.Module, members: Iterable[tuple[str, int]], **meta: Any) -> None:
+        """Keep a trained ensemble's final weights in the run directory's models/NAME.* (if the run keeps
+        models): member k is (arm, seed) members[k]; `meta`: `tokenizer` (its JSON) for a language model,
+        `kwargs` (and `members_kwarg`) to rebuild a class learnlab.store.models.constructor does not know."""
+        if self.models is not None:
+            self.models.keep(name, model, members, **meta)
+
+    def snapshot(self, name: str, step: int, model: nn.Module) -> None:
+        """Keep the weights at `step` of a training (a no-op unless the run keeps snapshots at that step)."""
+        if self.models is not None:
+            self.models.snapshot(name, step, model)
+
+    def job(self, name: str, workdir: Path | None) -> RunContext:
+        """The context of a grid study's job `name`: its own work directory, its models kept under `name/`."""
+        return replace(self, workdir=workdir, models=None if self.models is None else self.models.scoped(name))

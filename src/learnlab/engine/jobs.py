@@ -121,7 +121,7 @@ def _local(ctx: RunContext, threads: int) -> Runner:
             if workdir is not None:
                 workdir.mkdir(parents=True, exist_ok=True)
             with torch_threads(threads):
-                frame = job.fn(job.config, RunContext(ctx.progress, workdir, ctx.checkpoint_every))
+                frame = job.fn(job.config, ctx.job(job.name, workdir))
             yield job, frame
 
     return run

@@ -221,7 +221,13 @@ def train(
     def curve_metrics(m: EnsembleLSTMClassifier) -> dict[str, Tensor]:
         return {name: accuracy(m, x, y) for name, (x, y) in curve_sets.items()}
 
+    ctx.snapshot("train", 0, model)
     with ctx.progress(f"hard-negatives · {len(members)} models", cfg.steps) as update:
+
+        def on_step(step: int) -> None:
+            ctx.snapshot("train", step, model)
+            update(step)
+
         log = train_ensemble(
             model,
             stream,
@@ -231,10 +237,11 @@ def train(
             weight_decay=cfg.weight_decay,
             evaluate=curve_metrics if curve_eval_size else None,
             eval_every=eval_every,
-            on_step=update,
+            on_step=on_step,
             checkpoint=ctx.checkpoint("train"),
             fused_step=bce_fused,
         )
+    ctx.keep_model("train", model, members)
     return model, members, log
 
 
@@ -330,6 +337,12 @@ def generations(
             """A fresh ensemble (one member per chain seed) trained on `stream`; returns it and its losses."""
             model = EnsembleLSTMClassifier(len(chain_seeds), cfg.vocab_size, cfg.embed_dim, cfg.hidden_size)
             model.to(cfg.device).reset_parameters([generator(s, init, cfg.device) for s in chain_seeds])
+            ctx.snapshot(f"gen{g}", 0, model)
+
+            def on_step(s: int) -> None:
+                ctx.snapshot(f"gen{g}", s, model)
+                update(g * cfg.steps + s)
+
             log = train_ensemble(
                 model,
                 stream,
@@ -337,7 +350,7 @@ def generations(
                 steps=cfg.steps,
                 lr=cfg.lr,
                 weight_decay=cfg.weight_decay,
-                on_step=lambda s: update(g * cfg.steps + s),
+                on_step=on_step,
                 checkpoint=ctx.checkpoint(f"gen{g}"),
                 fused_step=bce_fused,
             )
@@ -347,12 +360,14 @@ def generations(
         per_chain = torch.arange(len(seeds), device=cfg.device)
         truth = TrainingStream(cfg, seeds, per_chain, torch.ones(len(seeds), device=cfg.device))
         gen0, gen0_losses = generation(0, seeds, "init", truth)
+        ctx.keep_model("gen0", gen0, [("concept", s) for s in seeds])  # every arm's chain starts from it
         models.append(select_members(gen0, member_seed).eval())
         losses.append(gen0_losses[:, member_seed.cpu()])
 
         for g in range(1, last + 1):
             stream = SyntheticStream(cfg, seeds, member_seed, [a for a, _ in members], g, models[-1])
             student, student_losses = generation(g, [s for _, s in members], f"init-g{g}", stream)
+            ctx.keep_model(f"gen{g}", student, members)
             models.append(student.eval())
             losses.append(student_losses)
     return models, members, losses

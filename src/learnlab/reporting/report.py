@@ -217,7 +217,46 @@ def blocks(
         out.append(("p", summary["method"]))
     out.append(("h2", "Configuration"))
     out.append(("code", "\n".join(f"{k}: {v}" for k, v in summary["config"].items())))
+    if line := provenance_line(summary):
+        out += [("h2", "Provenance"), ("p", line)]
+    if line := models_line(summary):
+        out.append(("p", line))
     return out
+
+
+def provenance_line(summary: dict[str, Any]) -> str | None:
+    """What made the run, in one line: learnlab's version and commit, the libraries, Python, the platform
+    (summary.json's `versions` and `provenance`); None for a run that recorded none."""
+    found, where = summary.get("versions") or {}, summary.get("provenance") or {}
+    if not isinstance(found, dict) or not isinstance(where, dict) or not (found or where):
+        return None
+    parts = []
+    if version := where.get("learnlab") or found.get("learnlab"):
+        commit = where.get("git_commit")
+        dirty = ", dirty" if where.get("git_dirty") else ""
+        parts.append(f"learnlab {version}" + (f" (git `{str(commit)[:12]}`{dirty})" if commit else ""))
+    parts += [f"{name} {v}" for name, v in found.items() if name not in ("learnlab", "python")]
+    if "python" in found:
+        parts.append(f"Python {found['python']}")
+    if where.get("platform"):
+        parts.append(str(where["platform"]))
+    return "Made with " + ", ".join(parts) + "."
+
+
+def models_line(summary: dict[str, Any]) -> str | None:
+    """Which trained models the run directory keeps (summary.json's `models`), in one line."""
+    models = summary.get("models")
+    if not isinstance(models, dict):
+        return None
+    kept = models.get("kept") or []
+    if not kept:
+        return f"Trained models: none kept ({models.get('note') or '--save-models ' + str(models.get('save_models'))})."
+    snapshots = f", {models['snapshots']} snapshots" if models.get("snapshots") else ""
+    size = f"{models.get('bytes', 0) / 1e6:.1f} MB"
+    return (
+        f"Trained models kept in `models/` ({size}{snapshots}): {', '.join(f'`{name}`' for name in kept)}; "
+        "`learnlab.load_run` rebuilds them, `learnlab export` exports a transformer's member."
+    )
 
 
 def to_markdown(doc: list[Block]) -> str:

@@ -368,6 +368,8 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
             on_step=update,
             checkpoint=ctx.checkpoint("skipgram"),
         )
+    built = {"k": len(seeds), "vocab_size": grammar.vocab_size, "dim": cfg.embed_dim}
+    ctx.keep_model("skipgram", model, [("skipgram", s) for s in seeds], kwargs=built, members_kwarg="k")
     prob, grad = negative_gradients(model, probe_pairs, probe_negs)
     grads_end = gradient_stats(prob, grad, near, far)
 

@@ -194,6 +194,7 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
             checkpoint=ctx.checkpoint("teachers"),
         )
         teachers.eval()
+        ctx.keep_model("teachers", teachers, [("teacher", s) for s in seeds])
         if "teacher" in arms:
             tmembers = [("teacher", s) for s in seeds]
             with torch.no_grad():
@@ -223,6 +224,7 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
             on_step=lambda n: update(cfg.teacher_steps + n),
             checkpoint=ctx.checkpoint("students"),
         )
+        ctx.keep_model("students", model, students)
 
     final = log.evals[-1][1]["accuracy"].numpy()
     curve = log.evals[:-1]

@@ -1,4 +1,4 @@
-"""The `learnlab` command line: list, run, report, runs, sweep.
+"""The `learnlab` command line: list, show, run, resume, report, runs, sweep, export.
 
 Bad input (unknown study, key or value) prints one line naming the problem and exits with code 2,
 before any run directory is created.
@@ -19,6 +19,7 @@ from learnlab.config import config_from_yaml, parse_overrides
 from learnlab.errors import Interrupted, LearnlabError
 from learnlab.progress import console as _console
 from learnlab.reporting.report import SMOKE, fmt, mean_std, metric_unit, shown_claims, verdict_counts
+from learnlab.store.run import EXPORTS
 from learnlab.store.rundir import DEFAULT_ROOT, find_runs
 
 
@@ -126,16 +127,46 @@ def _value(value: object) -> str:
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True, help="steps")
 @click.option("--backend", type=click.Choice(["local", "ray"]), help="where a grid study's trainings run")
 @click.option("--address", help="Ray cluster address for --backend ray (default: start a local one)")
+@click.option(
+    "--save-models",
+    type=click.Choice(["none", "final", "all"]),
+    help="trained models kept in models/: final weights, or all (with snapshots); default: final if under 50 MB",
+)
+@click.option(
+    "--snapshot-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="steps between snapshots of the models kept in models/snapshots/ (implies --save-models all)",
+)
 def run(
-    study, preset, seeds, arms, sets, device, quiet, out, config, resume_dir, checkpoint_every, backend, address
+    study,
+    preset,
+    seeds,
+    arms,
+    sets,
+    device,
+    quiet,
+    out,
+    config,
+    resume_dir,
+    checkpoint_every,
+    backend,
+    address,
+    save_models,
+    snapshot_every,
 ) -> None:
-    """Run a study and write its run directory (summary.json, metrics.parquet, report.md/html, figures).
+    """Run a study and write its run directory (summary.json, metrics.parquet, report.md/html, figures,
+    and the trained models in models/).
 
     STUDY is one of `learnlab list`; `learnlab show STUDY` lists its arms, its presets and every key
-    --set takes, with its default and bounds."""
+    --set takes, with its default and bounds. `learnlab export` exports a member of a kept transformer."""
     if backend is not None or address is not None:
         sets = (*sets, *_backend_sets(study, backend, address))
     if resume_dir is not None:
+        if save_models is not None or snapshot_every is not None:
+            raise LearnlabError(
+                "--resume keeps the models as the interrupted run asked: drop --save-models/--snapshot-every"
+            )
         print_summary(api.resume(resume_dir, progress=not quiet, study=study, checkpoint_every=checkpoint_every))
         return
     summary = api.run(
@@ -148,6 +179,8 @@ def run(
         out=out,
         progress=not quiet,
         checkpoint_every=checkpoint_every,
+        save_models=save_models,
+        snapshot_every=snapshot_every or 0,
     )
     print_summary(summary)
 
@@ -276,6 +309,24 @@ def sweep(study, grid, preset, seeds, arms, sets, device, quiet, backend, addres
     screen = _console()
     screen.print(escape(result.headline_markdown(api.get_study(study).headline)), highlight=False, soft_wrap=True)
     screen.print(f"sweep directory: {escape(str(result.out))} (all metrics: sweep.md, sweep.parquet)", highlight=False)
+
+
+@app.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--member", type=int, required=True, help="which member (0..K-1: the kept model's members)")
+@click.option(
+    "--to", "to", type=click.Choice(list(EXPORTS)), required=True, help="hf: a Hugging Face GPT-2; transformer-lens"
+)
+@click.option("--model", "name", help="which kept model (default: the run's only transformer)")
+def export(run_dir: Path, out: Path, member: int, to: str, name: str | None) -> None:
+    """Export one member of a run's trained transformer to OUT (a new directory).
+
+    --to hf: a GPT-2 checkpoint and tokenizer, `transformers.GPT2LMHeadModel.from_pretrained(OUT)`, with
+    learnlab's logits; --to transformer-lens: `learnlab.interop.load_transformer_lens(OUT)` rebuilds a
+    HookedTransformer with learnlab's activations. Needs the interop extra: pip install 'learnlab[interop]'."""
+    target = api.export(run_dir, member=member, to=to, out=out, model=name)
+    click.echo(f"member {member} of {run_dir} exported to {target} ({to})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,11 @@ K independent models live in one module with stacked parameters [K, ...]. The lo
 per-model losses, so each model's gradient is exactly its own; Adam's update is element-wise, so one
 optimizer over the stacked parameters equals K independent optimizers. (Anything that mixes models —
 a global gradient-norm clip, averaging the loss over models — would break this and is not done here.)
+
+Training evaluates on a schedule of steps (`eval_steps`: step 0, before the first update, and any others,
+uniform or log-spaced: `multiples`, `log_spaced`) and keeps the weights at the steps of another
+(`snapshot_steps`, into a `Snapshots` store), so a study asks for the curve it reports instead of
+working around a fixed period.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +33,7 @@ LossFn = Callable[[nn.Module, Batch], Tensor]  # returns per-model losses [K]
 EvalFn = Callable[[nn.Module], dict[str, Tensor]]  # returns per-model metrics {name: [K]}
 # per-model losses [K] with the gradients of their sum already in .grad, or None to fall back on autograd
 FusedStep = Callable[[nn.Module, Batch], Tensor | None]
+State = dict[int, dict[str, Tensor]]  # step -> a model's state dict
 
 
 @dataclass
@@ -87,6 +93,42 @@ def load_state(path: Path) -> Any:
 class TrainLog:
     losses: Tensor  # [steps, K], the per-model training loss at every step
     evals: list[tuple[int, dict[str, Tensor]]] = field(default_factory=list)  # (step, {metric: [K]})
+    snapshots: State = field(default_factory=dict)  # step -> the ensemble's state dict, on the CPU
+
+
+def multiples(every: int, last: int, after: int = -1) -> list[int]:
+    """The multiples of `every` in (after, last]: step 0 among them unless `after` >= 0."""
+    first = every * (after // every + 1)
+    return list(range(first, last + 1, every))
+
+
+def log_spaced(last: int, points: int) -> list[int]:
+    """Step 0 and `points` steps from 1 to `last` evenly spaced in log (rounded; fewer where they coincide)."""
+    if points < 2 or last < 1:
+        return sorted({0, max(last, 0)})
+    return sorted({0, *(round(last ** (i / (points - 1))) for i in range(points))})
+
+
+class Snapshots:
+    """Weights kept along a training: {step: state dict on the CPU} in memory and, given a directory (a
+    run's work directory), on disk as step-NNNNNNN.pt, where a resumed training (which continues from its
+    last checkpoint, without the weights kept before it) finds the earlier ones."""
+
+    def __init__(self, directory: Path | None = None):
+        self.directory = directory
+        self.states: State = {}
+        if directory is not None and directory.is_dir():
+            for file in sorted(directory.glob("step-*.pt")):
+                self.states[int(file.stem.removeprefix("step-"))] = load_state(file)
+
+    def __call__(self, step: int, model: nn.Module) -> None:
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self.states[step] = state
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = self.directory / f"step-{step:07d}.pt.tmp"
+            torch.save(state, tmp)
+            tmp.replace(self.directory / f"step-{step:07d}.pt")
 
 
 def train_ensemble(
@@ -99,6 +141,9 @@ def train_ensemble(
     weight_decay: float = 0.0,
     evaluate: EvalFn | None = None,
     eval_every: int = 0,
+    eval_steps: Sequence[int] | None = None,
+    snapshot_steps: Sequence[int] = (),
+    snapshots: Callable[[int, nn.Module], None] | None = None,
     on_step: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
     fused_step: FusedStep | None = None,
@@ -115,9 +160,21 @@ def train_ensemble(
     able to run, replaces the loss, zero_grad and backward with one call (the same gradients).
     decoupled_weight_decay=True trains with AdamW; `lr_schedule(step)` multiplies lr at each step.
     cpu_threads: PyTorch's threads while training on a CPU (None: unchanged; models with large matmuls).
-    `stop_when(log)`, asked after each periodic evaluation, ends training early when it returns True
-    (the log's losses then stop at that step, and the final evaluation is the one just made).
+
+    `evaluate` runs at the steps of `eval_steps` (0: before the first update; s: after update s) and
+    always at the last step; `eval_every=k` is the shorthand for every k-th step. Scheduled evaluations
+    run inside training (under `cpu_threads`); step 0's runs before it starts, and the final one, where the
+    schedule leaves out the last step, after it ends. `stop_when(log)`, asked after each evaluation but
+    step 0's, ends training early when it returns True (the log's losses then stop at that step, and the
+    final evaluation is the one just made). The weights at the steps of `snapshot_steps` go to
+    `snapshots(step, model)` (default: a new in-memory `Snapshots`, returned as `log.snapshots`). A resumed
+    training evaluates and keeps weights at the same steps as an uninterrupted one: the evaluations so far
+    are in the checkpoint, the weights kept so far only in a `Snapshots` with a directory.
     """
+    when = _schedule(eval_steps, eval_every, steps)
+    keep_at = set(snapshot_steps)
+    if keep_at and snapshots is None:
+        snapshots = Snapshots()
     # Adam and AdamW treat every member alike
     optimizer = adam(model.parameters(), lr, weight_decay, betas, decoupled=decoupled_weight_decay)
     losses: Tensor | None = None  # [steps, K], filled in as training goes
@@ -129,6 +186,10 @@ def train_ensemble(
         if hasattr(batch, "load_state_dict"):
             batch.load_state_dict(state["batch"])
         losses, log.evals, start = state["losses"], state["evals"], state["step"]
+    if start == 0 and 0 in keep_at and snapshots is not None:
+        snapshots(0, model)
+    if start == 0 and 0 in when and evaluate is not None:
+        log.evals.append((0, _evaluate(model, evaluate)))
     with _cpu_threads(model, cpu_threads):
         for step in range(start, steps):
             if lr_schedule is not None:
@@ -143,7 +204,9 @@ def train_ensemble(
             if losses is None:
                 losses = per_model.new_zeros(steps, len(per_model))
             losses[step] = per_model.detach()
-            if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+            if step + 1 in keep_at and snapshots is not None:
+                snapshots(step + 1, model)
+            if evaluate is not None and step + 1 in when:
                 log.evals.append((step + 1, _evaluate(model, evaluate)))
                 if stop_when is not None and stop_when(log):
                     steps = step + 1
@@ -164,7 +227,18 @@ def train_ensemble(
     if evaluate is not None and (not log.evals or log.evals[-1][0] != steps):
         log.evals.append((steps, _evaluate(model, evaluate)))
     log.losses = losses[:steps].cpu() if losses is not None else torch.empty(0)
+    if isinstance(snapshots, Snapshots):
+        log.snapshots = snapshots.states
     return log
+
+
+def _schedule(eval_steps: Sequence[int] | None, eval_every: int, steps: int) -> set[int]:
+    """The steps to evaluate at, besides the last one (eval_every: the multiples before it)."""
+    if eval_steps is not None and eval_every:
+        raise ValueError("give eval_steps or eval_every, not both")
+    if eval_steps is not None:
+        return set(eval_steps)
+    return set(multiples(eval_every, steps - 1, after=0)) if eval_every else set()
 
 
 @contextmanager

@@ -19,9 +19,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -35,7 +34,7 @@ from learnlab.config import StudyConfig
 from learnlab.engine.context import RunContext
 from learnlab.engine.rng import NumpyGenerator, generator
 from learnlab.engine.stream import ChunkedStream
-from learnlab.engine.train import TrainLog, load_state, train_ensemble
+from learnlab.engine.train import Snapshots, TrainLog, train_ensemble
 from learnlab.metrics import (
     PLATEAU_ACCURACY,
     AttributeScores,
@@ -421,44 +420,6 @@ def curve_metrics(
 # --- training ------------------------------------------------------------------------------------------
 
 
-Snapshots = dict[int, dict[str, Tensor]]  # step -> the ensemble's state dict (on the CPU)
-
-
-class SnapshotStore:
-    """Weights kept along a training, at step 0, every `every` steps and at the last one: in memory and,
-    given a directory (a run's work directory), on disk, where a resumed training (which continues from
-    its last checkpoint) finds the earlier ones."""
-
-    def __init__(self, directory: Path | None, every: int):
-        self.directory, self.every = directory, every
-        self.snapshots: Snapshots = {}
-        if directory is not None and directory.is_dir():
-            for file in directory.glob("step-*.pt"):
-                self.snapshots[int(file.stem.removeprefix("step-"))] = load_state(file)
-
-    def keep(self, step: int, model: EnsembleTransformer) -> None:
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        self.snapshots[step] = state
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / f"step-{step:07d}.pt.tmp"
-            torch.save(state, tmp)
-            tmp.replace(self.directory / f"step-{step:07d}.pt")
-
-    def after(self, step: int, last: int, model: EnsembleTransformer) -> None:
-        if step % self.every == 0 or step == last:
-            self.keep(step, model)
-
-
-def evaluated(model: EnsembleTransformer, evaluate: Evaluator) -> dict[str, Tensor]:
-    """The step-0 evaluation (train_ensemble evaluates after steps only): where the curves start."""
-    model.eval()
-    with torch.no_grad():
-        out = {name: value.detach().cpu() for name, value in evaluate(model).items()}
-    model.train()
-    return out
-
-
 def train(
     cfg: BiographyConfig,
     ctx: RunContext,
@@ -467,28 +428,29 @@ def train(
     init_seeds: list[int] | None = None,
     evaluate: Evaluator | None = None,
     loss: LossFn | None = None,
-    from_step_0: bool = False,
-    snapshots: SnapshotStore | None = None,
+    eval_steps: Sequence[int] | None = None,
+    snapshot_steps: Sequence[int] = (),
+    snapshots: Snapshots | None = None,
     checkpoint: str = "train",
     stop_after_plateau: bool | None = None,
+    arm: str | None = None,
 ) -> tuple[EnsembleTransformer, TrainLog]:
-    """Train one transformer per seed on the biographies (AdamW, the cosine schedule), evaluating every
-    `eval_every` steps: `evaluate` (default: `curve_metrics` on `evaluation_sets`), also before the first
-    step with `from_step_0`. `loss` defaults to `lm_loss`; `snapshots` keeps weights along the way; the
-    training stops once every seed's plateau has ended if `stop_after_plateau` (default: the config's)."""
+    """Train one transformer per seed on the biographies (AdamW, the cosine schedule), evaluating at
+    `eval_steps` (default: every `eval_every` steps) and at the end: `evaluate` (default: `curve_metrics`
+    on `evaluation_sets`). `loss` defaults to `lm_loss`; the weights at `snapshot_steps` go to `snapshots`
+    (`log.snapshots`); the training stops once every seed's plateau has ended if `stop_after_plateau`
+    (default: the config's). The trained ensemble is kept as the run's model `checkpoint`, its members
+    (`arm`, default `label`; seed), with the tokenizer (`RunContext.keep_model`)."""
     enc, seeds = world_of(cfg), cfg.seed_list
     model = build_model(cfg, enc, init_seeds or seeds)
     stream = BiographyStream(cfg, enc, seeds, list(range(len(seeds))))
     evaluate = evaluate or curve_metrics(evaluation_sets(cfg, enc), cfg)
-    start = evaluated(model, evaluate) if from_step_0 else None
-    if snapshots is not None:
-        snapshots.keep(0, model)
     stop = cfg.stop_after_plateau if stop_after_plateau is None else stop_after_plateau
+    ctx.snapshot(checkpoint, 0, model)
     with ctx.progress(f"{label} · {len(seeds)} transformers · N={cfg.n_individuals}", cfg.steps) as update:
 
         def on_step(step: int) -> None:
-            if snapshots is not None:
-                snapshots.after(step, cfg.steps, model)
+            ctx.snapshot(checkpoint, step, model)
             update(step)
 
         log = train_ensemble(
@@ -502,14 +464,16 @@ def train(
             decoupled_weight_decay=True,
             lr_schedule=cosine(cfg.schedule_steps or cfg.steps),
             evaluate=evaluate,
-            eval_every=cfg.eval_every,
+            eval_every=cfg.eval_every if eval_steps is None else 0,
+            eval_steps=eval_steps,
+            snapshot_steps=snapshot_steps,
+            snapshots=snapshots,
             on_step=on_step,
             checkpoint=ctx.checkpoint(checkpoint),
             cpu_threads=None,  # the transformer's matmuls are large enough to use every core
             stop_when=functools.partial(plateau_ended, levels=baselines(cfg)) if stop else None,
         )
-    if start is not None:
-        log.evals.insert(0, (0, start))
+    ctx.keep_model(checkpoint, model, [(arm or label, s) for s in seeds], tokenizer=enc.tokenizer.to_str())
     return model, log
 
 

@@ -63,7 +63,7 @@ from torch import Tensor
 from learnlab.config import check_arms
 from learnlab.engine.context import RunContext
 from learnlab.engine.jobs import GridConfig, Job, run_jobs
-from learnlab.engine.train import TrainLog
+from learnlab.engine.train import Snapshots, State, TrainLog, multiples
 from learnlab.metrics import PLATEAU_ACCURACY, attribute_scores
 from learnlab.models.transformer import EnsembleTransformer, Hooks
 from learnlab.protocols import biography_lm as bl
@@ -186,36 +186,32 @@ def evaluator(batch: bio.Batch, cfg: bl.BiographyConfig, reference: EnsembleTran
     return evaluate
 
 
-Snapshots = bl.Snapshots
-
-
 def run(
     cfg: bl.BiographyConfig,
     ctx: RunContext,
     label: str,
     reference: EnsembleTransformer | None = None,
     snapshot_every: int = 0,
-) -> tuple[TrainLog, Snapshots]:
+) -> TrainLog:
     """One training of the protocol (`biography_lm.train`), one member per seed, from the seeds'
     initialisation and data, evaluated from step 0 on and trained to the end: unpatched, keeping the
-    weights every `snapshot_every` steps (and at 0 and the end), or patched by `reference`."""
-    enc = bl.world_of(cfg)
-    store = None
-    if reference is None:
-        directory = ctx.workdir / "jobs" / "reference-snapshots" if ctx.workdir else None
-        store = bl.SnapshotStore(directory, snapshot_every or cfg.eval_every)
+    weights every `snapshot_every` steps (and at 0 and the end: `log.snapshots`), or patched by `reference`."""
+    enc, unpatched = bl.world_of(cfg), reference is None
+    directory = ctx.workdir / "jobs" / "reference-snapshots" if ctx.workdir else None
+    kept = {*multiples(snapshot_every or cfg.eval_every, cfg.steps), cfg.steps} if unpatched else set()
     _, log = bl.train(
         cfg,
         ctx,
         label,
         evaluate=evaluator(eval_set(cfg, enc), cfg, reference),
-        loss=bl.lm_loss(cfg, enc.pad_id, hooks=None if reference is None else patched(reference)),
-        from_step_0=True,
-        snapshots=store,
-        checkpoint="reference" if reference is None else "train",
+        loss=bl.lm_loss(cfg, enc.pad_id, hooks=None if unpatched else patched(reference)),
+        eval_steps=multiples(cfg.eval_every, cfg.steps),
+        checkpoint="reference" if unpatched else "train",
+        snapshot_steps=sorted(kept),
+        snapshots=Snapshots(directory) if unpatched else None,
         stop_after_plateau=False,
     )
-    return log, {} if store is None else store.snapshots
+    return log
 
 
 # --- stages ---------------------------------------------------------------------------------------------
@@ -243,7 +239,7 @@ def stage_steps(p1: float, p2: float, total: int, available: list[int]) -> dict[
     return out
 
 
-def stack_members(snapshots: Snapshots, steps: list[int]) -> dict[str, Tensor]:
+def stack_members(snapshots: State, steps: list[int]) -> dict[str, Tensor]:
     """A state dict whose member k is member k of the snapshot at steps[k]."""
     names = snapshots[steps[0]].keys()
     return {n: torch.stack([snapshots[s][n][k] for k, s in enumerate(steps)]) for n in names}
@@ -304,14 +300,14 @@ def measure_patched(
     reference = bl.build_model(cfg, bl.world_of(cfg), cfg.seed_list)
     reference.load_state_dict(reference_state)
     reference.eval().requires_grad_(False)
-    log, _ = run(cfg, ctx, arm, reference=reference)
-    return rows(arm, cfg, log, reference_steps)
+    return rows(arm, cfg, run(cfg, ctx, arm, reference=reference), reference_steps)
 
 
 def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
     """The reference (= unpatched) run, its stage checkpoints per seed, then one job per patched arm."""
     base = bl.protocol_config(cfg)
-    log, snapshots = run(base, ctx, "reference (unpatched)", snapshot_every=cfg.snapshot_every)
+    log = run(base, ctx, "reference (unpatched)", snapshot_every=cfg.snapshot_every)
+    snapshots = log.snapshots
     reference = rows(UNPATCHED, base, log, None)
     phases = bl.member_phases(log, bl.baselines(base))
     stages = [stage_steps(p.phase1_end_step, p.plateau_end_step, cfg.steps, list(snapshots)) for p in phases]

@@ -77,7 +77,7 @@ from learnlab.config import StudyConfig, distinct_sorted
 from learnlab.engine.context import RunContext
 from learnlab.engine.jobs import GridConfig, Job, run_jobs
 from learnlab.engine.rng import NumpyGenerator, generator
-from learnlab.engine.train import TrainLog, train_ensemble
+from learnlab.engine.train import TrainLog, multiples, train_ensemble
 from learnlab.models.mlp import EnsembleMLP
 from learnlab.models.transformer import EnsembleTransformer
 from learnlab.protocols import biography_lm as bl
@@ -307,32 +307,10 @@ def knowledge_sets(cfg: ForgettingConfig, enc: bio.BiographyEncoder, new: np.nda
 
 def eval_steps(steps: int, early_every: int, late_every: int) -> list[int]:
     """Step 0, every `early_every` steps up to step 100, every `late_every` after, and the last step."""
-    early = range(0, min(EARLY, steps) + 1, early_every)
-    late = range(late_every * (EARLY // late_every + 1), steps + 1, late_every)
-    return sorted({*early, *late, steps})
+    return sorted({*multiples(early_every, min(EARLY, steps)), *multiples(late_every, steps, after=EARLY), steps})
 
 
-Curve = list[tuple[int, dict[str, Tensor]]]  # (step, {metric: [K]})
-
-
-def train_tracked(model: torch.nn.Module, evaluate: Callable[[Any], dict[str, Tensor]], schedule: list[int],
-                  **train_kw: Any) -> Curve:  # fmt: skip
-    """`train_ensemble` evaluating at the steps of `schedule`, step 0 (before the first update) included:
-    `train_ensemble`'s own evaluations are uniform and start after the first step. Not checkpointed: a
-    fine-tuning is short, and a resumed job runs it again from the pre-trained weights."""
-    when, progress = set(schedule), train_kw.pop("on_step", None)
-    with torch.no_grad():
-        curve: Curve = [(0, evaluate(model))] if 0 in when else []
-
-    def on_step(step: int) -> None:
-        if step in when:
-            with torch.no_grad():
-                curve.append((step, evaluate(model)))
-        if progress is not None:
-            progress(step)
-
-    train_ensemble(model, on_step=on_step, **train_kw)
-    return curve
+Curve = list[tuple[int, dict[str, Tensor]]]  # (step, {metric: [K]}): a training's evaluations
 
 
 def curve_rows(arm: str, seeds: list[int], curve: Curve, extra: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
@@ -413,21 +391,23 @@ def forgetting_job(cfg: ForgettingConfig, ctx: RunContext) -> pd.DataFrame:
         model = copy.deepcopy(pre)
         if ft.frozen:
             freeze_attention(model)
+        evaluate = bl.curve_metrics(knowledge_sets(cfg, enc, new), cfg, ("acc", "loss"))
         with ctx.progress(f"{ft.arm} · {len(seeds)} fine-tunings", steps) as update:
-            curve = train_tracked(
+            # not checkpointed: a fine-tuning is short, and a resumed job runs it again from the pre-trained weights
+            curve = train_ensemble(
                 model,
-                bl.curve_metrics(knowledge_sets(cfg, enc, new), cfg, ("acc", "loss")),
-                eval_steps(steps, cfg.ft_eval_early, cfg.ft_eval_every),
-                batch=FineTuningStream(cfg, enc, seeds, new, ft.old_share, steps),
-                loss_fn=bl.lm_loss(cfg, enc.pad_id),
+                FineTuningStream(cfg, enc, seeds, new, ft.old_share, steps),
+                bl.lm_loss(cfg, enc.pad_id),
                 steps=steps,
                 lr=cfg.ft_lr,
                 weight_decay=cfg.weight_decay,
                 betas=(0.9, cfg.beta2),
                 decoupled_weight_decay=True,
+                evaluate=evaluate,
+                eval_steps=eval_steps(steps, cfg.ft_eval_early, cfg.ft_eval_every),
                 on_step=update,
                 cpu_threads=None,
-            )
+            ).evals
         extra = probe.change(probe.pre, bl.attention_patterns(model, probe.tokens))
         extra["new_exposures"] = np.full(len(seeds), ft.exposures(cfg))
         frames.append(curve_rows(ft.arm, seeds, curve, extra))
@@ -503,16 +483,16 @@ def toy_job(cfg: ToyConfig, ctx: RunContext) -> pd.DataFrame:
     for arm, m in cfg.toy_fine_tunings:
         end = cfg.toy_pairs + m
         with ctx.progress(f"{arm} · fine-tuning", cfg.toy_ft_steps) as update:
-            curve = train_tracked(
+            curve = train_ensemble(
                 copy.deepcopy(pre),
-                toy_scores(keys[:, :end], classes[:, :end], cfg.toy_pairs),
-                eval_steps(cfg.toy_ft_steps, 10, cfg.toy_eval_every),
-                batch=MemoryBatches(keys, classes, cfg.toy_pairs, end, cfg.toy_batch, seeds, "toy-fine-tuning"),
+                MemoryBatches(keys, classes, cfg.toy_pairs, end, cfg.toy_batch, seeds, "toy-fine-tuning"),
                 steps=cfg.toy_ft_steps,
                 lr=cfg.toy_ft_lr,
+                evaluate=toy_scores(keys[:, :end], classes[:, :end], cfg.toy_pairs),
+                eval_steps=eval_steps(cfg.toy_ft_steps, 10, cfg.toy_eval_every),
                 on_step=update,
                 **common,
-            )
+            ).evals
         frames.append(curve_rows(arm, seeds, curve))
     return pd.concat(frames, ignore_index=True)
 

@@ -107,6 +107,31 @@ def a_directory_with_a_file(tmp: Path, finished: Path) -> None:
     (tmp / "busy" / "notes.txt").write_text("mine")
 
 
+def without_models(tmp: Path, finished: Path) -> None:
+    """A finished run `done` as made before runs kept their models."""
+    done(tmp, finished)
+    shutil.rmtree(tmp / "done" / "models")
+
+
+def a_transformer_run(tmp: Path, finished: Path) -> None:
+    """A finished run `lm` keeping a small two-member transformer (its LSTM's models replaced)."""
+    from learnlab.models.transformer import EnsembleTransformer
+    from learnlab.store.models import ModelKeeper
+
+    shutil.copytree(finished, tmp / "lm")
+    shutil.rmtree(tmp / "lm" / "models")
+    model = EnsembleTransformer(2, 30, 8, d_model=8, n_layers=1, n_heads=2, d_mlp=16, n_out=30)
+    model.reset_parameters([torch.Generator().manual_seed(k) for k in range(2)])
+    keeper = ModelKeeper("final")
+    keeper.keep("lm", model, [("concept", 0), ("concept", 1)])
+    keeper.result().write(tmp / "lm")
+
+
+def a_transformer_run_and_a_directory(tmp: Path, finished: Path) -> None:
+    a_transformer_run(tmp, finished)
+    (tmp / "busy").mkdir()
+
+
 MARKS = {
     "device: no CUDA": pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here: --device cuda is valid")
 }
@@ -250,6 +275,88 @@ CASES: list[tuple[str, list[str], tuple[str, ...], Setup | None]] = [
     ("report a summary of no table", ["report", "done"], ("summary.json",), damaged("summary.json", b'{"study": "x"}')),
     ("report a corrupt parquet", ["report", "done"], ("metrics.parquet",), damaged("metrics.parquet", b"PAR1 junk")),
     ("report no parquet", ["report", "done"], ("metrics.parquet",), without("metrics.parquet")),
+    # run: models kept
+    ("save-models unknown", [*HN, "--save-models", "some"], ("'some'",), None),
+    ("snapshot-every zero", [*HN, "--snapshot-every", "0"], ("--snapshot-every",), None),
+    ("snapshot-every a word", [*HN, "--snapshot-every", "often"], ("--snapshot-every", "'often'"), None),
+    (
+        "snapshots, no models",
+        [*HN, "--save-models", "none", "--snapshot-every", "5"],
+        ("--snapshot-every", "none"),
+        None,
+    ),
+    (
+        "resume, other models",
+        ["run", "hard-negatives", "--resume", "cut", "--save-models", "all"],
+        ("--save-models",),
+        interrupted(),
+    ),
+    # export
+    ("export not a run", ["export", "nowhere", "x", "--member", "0", "--to", "hf"], ("'nowhere'",), None),
+    (
+        "export no models",
+        ["export", "done", "x", "--member", "0", "--to", "hf"],
+        ("'done'", "no trained models"),
+        without_models,
+    ),
+    ("export an LSTM", ["export", "done", "x", "--member", "0", "--to", "hf"], ("EnsembleLSTMClassifier",), done),
+    (
+        "export an LSTM by name",
+        ["export", "done", "x", "--member", "0", "--to", "transformer-lens", "--model", "train"],
+        ("'train'", "EnsembleLSTMClassifier"),
+        done,
+    ),
+    (
+        "export member too big",
+        ["export", "lm", "x", "--member", "2", "--to", "hf"],
+        ("--member 2", "0..1"),
+        a_transformer_run,
+    ),
+    (
+        "export member negative",
+        ["export", "lm", "x", "--member", "-1", "--to", "hf"],
+        ("--member -1",),
+        a_transformer_run,
+    ),
+    (
+        "export member a word",
+        ["export", "lm", "x", "--member", "one", "--to", "hf"],
+        ("--member", "'one'"),
+        a_transformer_run,
+    ),
+    ("export no member", ["export", "lm", "x", "--to", "hf"], ("--member",), a_transformer_run),
+    ("export unknown format", ["export", "lm", "x", "--member", "0", "--to", "onnx"], ("'onnx'",), a_transformer_run),
+    (
+        "export unknown model",
+        ["export", "lm", "x", "--member", "0", "--to", "hf", "--model", "nope"],
+        ("'nope'",),
+        a_transformer_run,
+    ),
+    (
+        "export into a directory",
+        ["export", "lm", "busy", "--member", "0", "--to", "hf"],
+        ("'busy'", "exists"),
+        a_transformer_run_and_a_directory,
+    ),
+    ("export into a file", ["export", "lm", "afile", "--member", "0", "--to", "hf"], ("'afile'",), a_file("afile")),
+    (
+        "export damaged weights",
+        ["export", "done", "x", "--member", "0", "--to", "hf"],
+        ("models/train.safetensors",),
+        damaged("models/train.safetensors", b"junk"),
+    ),
+    (
+        "export no description",
+        ["export", "done", "x", "--member", "0", "--to", "hf"],
+        ("models/train.json",),
+        without("models/train.json"),
+    ),
+    (
+        "export damaged description",
+        ["export", "done", "x", "--member", "0", "--to", "hf"],
+        ("models/train.json",),
+        damaged("models/train.json", b'{"class": "os:system"}'),
+    ),
     # runs, show, top level
     ("runs: unknown option", ["runs", "--frobnicate"], ("--frobnicate",), None),
     ("runs: extra argument", ["runs", "extra"], ("extra",), None),

@@ -205,7 +205,7 @@ def _edit_spec(**changes):
             lambda m: (m / "train.safetensors").write_bytes((m / "train.safetensors").read_bytes()[:-100]),
             "train.safetensors'",
         ),
-        (lambda m: (m / "train.json").unlink(), "train.json is missing"),
+        (lambda m: (m / "train.json").unlink(), "train.json' is missing"),
         (lambda m: (m / "train.safetensors").unlink(), "train.safetensors'"),
         (lambda m: (m / "train.json").write_text("{not json"), "train.json': not valid JSON"),
         (_edit_spec(kwargs={"n_models": 4, "vocab_size": 50, "embed_dim": 8, "hidden_size": 16}), "do not fit"),

@@ -350,6 +350,8 @@ def run(
         try:
             work.mkdir()
             (work / "config.yaml").write_text(config_to_yaml(cfg))
+            # what to keep, beside the config: a resume keeps what this run asked for
+            ModelKeeper.open(work / "models", save_models, snapshot_every, checkpoint_every).save_state()
         except OSError as err:
             shutil.rmtree(work, ignore_errors=True)
             raise LearnlabError(f"--out {str(out_dir)!r}: cannot create the run directory ({err.strerror})") from None

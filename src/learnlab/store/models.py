@@ -135,6 +135,7 @@ class _Files:
     def __init__(self, directory: Path | None):
         self.directory = directory
         self.memory: dict[str, bytes] = {}
+        self.state_saved = False  # the keeper's options are in the directory
 
     def put(self, rel: str, data: bytes) -> None:
         if self.directory is None:
@@ -214,23 +215,31 @@ class ModelKeeper:
         (`save_models` None: the default; a snapshot interval alone means `all`)."""
         check_options(save_models, snapshot_every)
         if directory is not None and (directory / STATE_FILE).is_file():
+            files = _Files(directory)
+            files.state_saved = True
             try:
                 state = json.loads((directory / STATE_FILE).read_text())
-                return cls(state["save_models"], _files=_Files(directory), _state=state)
+                return cls(state["save_models"], _files=files, _state=state)
             except (OSError, ValueError, KeyError, TypeError, LearnlabError):
                 raise LearnlabError(
-                    f"{str(directory / STATE_FILE)!r} is damaged: delete it to keep no models"
+                    f"{str(directory / STATE_FILE)!r} is damaged: delete it to keep the default models"
                 ) from None
         mode = save_models or ("all" if snapshot_every else "final")
         every = snapshot_every or (checkpoint_every if mode == "all" else 0)
         default = save_models is None and not snapshot_every
-        keeper = cls(mode, every, default=default, limit=AUTO_LIMIT, directory=directory)
-        keeper._save_state()
-        return keeper
+        return cls(mode, every, default=default, limit=AUTO_LIMIT, directory=directory)
 
-    def _save_state(self) -> None:
+    def save_state(self) -> None:
+        """Write the options (and notes) into the directory, where a resumed run's keeper finds them: with
+        the config when a run starts, and before anything is kept. Nothing to write in memory."""
         if self._files.directory is not None:
             self._files.put(STATE_FILE, json.dumps(self._state, indent=2).encode())
+            self._files.state_saved = True
+
+    def _put(self, rel: str, data: bytes) -> None:
+        if not self._files.state_saved:
+            self.save_state()
+        self._files.put(rel, data)
 
     @property
     def mode(self) -> str:
@@ -280,10 +289,10 @@ class ModelKeeper:
             "tokenizer": f"{base}.tokenizer.json" if tokenizer is not None else None,
             "parameters": sum(t.numel() for t in state.values()),
         }
-        self._files.put(f"{name}.safetensors", data)
+        self._put(f"{name}.safetensors", data)
         if tokenizer is not None:
-            self._files.put(f"{name}.tokenizer.json", tokenizer.encode())
-        self._files.put(f"{name}.json", (json.dumps(spec, indent=2) + "\n").encode())
+            self._put(f"{name}.tokenizer.json", tokenizer.encode())
+        self._put(f"{name}.json", (json.dumps(spec, indent=2) + "\n").encode())
 
     def _over_default_limit(self, size: int) -> bool:
         """By default, past the limit nothing is kept (what was kept is dropped): True if so."""
@@ -297,7 +306,7 @@ class ModelKeeper:
             "default: none kept (--save-models final keeps them)"
         )
         self._files.clear()
-        self._save_state()
+        self.save_state()
         return True
 
     def snapshot(self, name: str, step: int, model: nn.Module) -> None:
@@ -307,7 +316,7 @@ class ModelKeeper:
             return
         _check_name(name)
         data = _safetensors().save(_cpu_state(model), metadata={"format": f"learnlab-model/{FORMAT}"})
-        self._files.put(f"{SNAPSHOTS}/{self._prefix}{name}/step-{step:07d}.safetensors", data)
+        self._put(f"{SNAPSHOTS}/{self._prefix}{name}/step-{step:07d}.safetensors", data)
 
     def result(self) -> KeptModels:
         """The kept files and summary.json's "models": what was asked, what was kept, their size."""
@@ -412,7 +421,9 @@ def read_models(read: Callable[[str], bytes], files: list[str], where: str) -> d
         if rel.endswith(".safetensors") and not rel.startswith(SNAPSHOTS + "/")
     }
     if orphans := sorted(weights - names):
-        raise LearnlabError(f"{where}/{orphans[0]}.json is missing: cannot rebuild {where}/{orphans[0]}.safetensors")
+        raise LearnlabError(
+            f"{where + '/' + orphans[0] + '.json'!r} is missing: cannot rebuild {orphans[0]}.safetensors beside it"
+        )
     snapshots: dict[str, list[int]] = {}
     for rel in files:
         if rel.startswith(SNAPSHOTS + "/") and (m := re.fullmatch(rf"{SNAPSHOTS}/(.+)/step-(\d+)\.safetensors", rel)):

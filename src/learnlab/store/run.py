@@ -53,7 +53,7 @@ class Run:
 def _listing(models: dict[str, KeptEnsemble]) -> str:
     if not models:
         return "no trained models"
-    return f"{len(models)} trained models ({', '.join(models)})"
+    return f"{len(models)} trained model{'s' if len(models) > 1 else ''} ({', '.join(models)})"
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -139,7 +139,8 @@ def _exported(run: Run, name: str | None) -> KeptEnsemble:
         kept = run.models[name]
         if not isinstance(kept.model, EnsembleTransformer):
             raise LearnlabError(
-                f"--model {name!r} is a {type(kept.model).__name__}: only transformers (EnsembleTransformer) export"
+                f"--model {name!r} is an {type(kept.model).__name__}, not a transformer (EnsembleTransformer): "
+                "only transformers export"
             )
         return kept
     transformers = [k for k in run.models.values() if isinstance(k.model, EnsembleTransformer)]

@@ -210,6 +210,7 @@ def run(
         snapshot_steps=sorted(kept),
         snapshots=Snapshots(directory) if unpatched else None,
         stop_after_plateau=False,
+        arm=UNPATCHED if unpatched else label,  # the kept model's members (`RunContext.keep_model`)
     )
     return log
 

@@ -383,7 +383,7 @@ class Probe:
 def forgetting_job(cfg: ForgettingConfig, ctx: RunContext) -> pd.DataFrame:
     """One seed group: pre-train once, then fine-tune a copy of the pre-trained model in every arm."""
     enc, seeds = bl.world_of(cfg), cfg.seed_list
-    pre, log = bl.train(cfg, ctx, label=f"{PRETRAINING} · seeds {seeds[0]}–{seeds[-1]}")
+    pre, log = bl.train(cfg, ctx, label=f"{PRETRAINING} · seeds {seeds[0]}–{seeds[-1]}", arm=PRETRAINING)
     probe = Probe(cfg, enc, pre)
     frames = [pretraining_rows(cfg, enc, log, probe)]
     for ft in fine_tunings(cfg):

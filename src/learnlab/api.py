@@ -234,6 +234,8 @@ def execute(
     with deterministic():
         metrics = spec.measure(cfg, ctx)
     kept = keeper.result()
+    if getattr(cfg, "backend", "local") == "ray" and kept.summary["save_models"] != "none":
+        kept.summary["note"] = "the jobs that ran as Ray tasks keep no models (--backend local keeps them)"
     metrics = metrics[COLUMNS].astype({"seed": "int64", "step": "int64", "value": "float64"})
     final = metrics[metrics.split == "test"]
     table = table_from_metrics(final)

@@ -13,6 +13,8 @@ A damaged or missing file is a LearnlabError naming it. A run made before learnl
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,11 +118,29 @@ def export(run: str | Path | Run, *, member: int, to: str, out: str | Path, mode
         raise LearnlabError(f"--member {member!r}: model {kept.name!r} has members 0..{n - 1} ({members})")
     from learnlab import interop  # transformers / transformer-lens load only here
 
-    if to == "hf":
-        interop.to_hf(kept.model, member, kept.tokenizer, target)
-    else:
-        interop.to_transformer_lens(kept.model, member, kept.tokenizer, target)
+    with _no_progress_bars():
+        if to == "hf":
+            interop.to_hf(kept.model, member, kept.tokenizer, target)
+        else:
+            interop.to_transformer_lens(kept.model, member, kept.tokenizer, target)
     return target
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers' own progress bars ('Writing model shards') off while exporting: a few files, at once."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # interop says what to install
+        yield
+        return
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _exported(run: Run, name: str | None) -> KeptEnsemble:

@@ -80,6 +80,10 @@ def test_hf_export_reproduces_the_members_logits(run_dir, texts, tmp_path):
         assert max_diff(logits, expected) <= TOL
         other = kept.model(torch.tensor(ids).expand(kept.n_models, 1, -1))[1 - MEMBER, 0]
         assert max_diff(logits, other.detach()) > 1e-3  # the member asked for, not the other one
+    alone = kept.member(MEMBER)  # the same member as a one-member ensemble, with the same hook points
+    assert alone.n_models == 1 and alone.hook_names() == kept.hook_names()
+    with torch.no_grad():
+        assert max_diff(alone(torch.tensor([[ids]]))[0, 0], expected) <= TOL  # float rounding: K changes the split
 
 
 def test_transformer_lens_export_reproduces_logits_and_activations(run_dir, texts, tmp_path):

@@ -10,6 +10,7 @@ from learnlab.studies import (
     hard_negatives,
     inductive_bias,
     knowledge_acquisition,
+    looped_introspection,
     model_collapse,
     plateau_scaling,
     robustness,
@@ -34,6 +35,7 @@ STUDIES: dict[str, Study] = {
         warmup_curriculum.STUDY,
         attention_patching.STUDY,
         fine_tuning_forgetting.STUDY,
+        looped_introspection.STUDY,
     )
 }
 

@@ -226,7 +226,7 @@ def execute(
 ) -> RunResult:
     """Run the protocol and compute statistics, comparison and verdicts; writes nothing but checkpoints and
     the kept models (into `workdir`, when given; else the result holds them). `save_models`: none, final or
-    all (None: final when under 50 MB, see learnlab.store.models); `snapshot_every`: steps between snapshots."""
+    all (None: final when under 64 MB, see learnlab.store.models); `snapshot_every`: steps between snapshots."""
     started = time.perf_counter()
     keeper = ModelKeeper.open(workdir / "models" if workdir else None, save_models, snapshot_every, checkpoint_every)
     ctx = RunContext(lambda desc, total: progress_bar(desc, total, progress), workdir, checkpoint_every, keeper)
@@ -332,7 +332,7 @@ def run(
     The run is built in a hidden directory beside `out` and renamed into place when complete. If it is
     interrupted (Ctrl-C) after a checkpoint, that directory is kept and `resume(out)` continues it.
     The trained models go to its models/ (`save_models`: none, final or all; None: final when they take
-    under 50 MB; `snapshot_every`: steps between snapshots, with all): see learnlab.store.models.
+    under 64 MB; `snapshot_every`: steps between snapshots, with all): see learnlab.store.models.
     """
     check_options(save_models, snapshot_every)
     spec, cfg = resolve(study, preset=preset, seeds=seeds, arms=arms, overrides=overrides, device=device)

@@ -130,7 +130,7 @@ def _value(value: object) -> str:
 @click.option(
     "--save-models",
     type=click.Choice(["none", "final", "all"]),
-    help="trained models kept in models/: final weights, or all (with snapshots); default: final if under 50 MB",
+    help="trained models kept in models/: final weights, or all (with snapshots); default: final if under 64 MB",
 )
 @click.option(
     "--snapshot-every",

@@ -399,7 +399,7 @@ CLAIMS = (
     ),
     Claim(
         "The plateau shrinks as α grows: at every N, the per-seed Spearman ρ between α and plateau length "
-        "(phase 1's end to 5% accuracy) has a 95% CI below 0",
+        "(phase 1's end to the plateau's end) has a 95% CI below 0",
         _plateau_shrinks,
         min_seeds=3,
     ),

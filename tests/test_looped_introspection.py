@@ -115,3 +115,21 @@ def test_the_smoke_preset_runs_end_to_end_with_per_loop_tables_figures_and_the_m
     assert model.forward_loops(tokens).shape == (cfg.loops, cfg.seeds, 3, pc.seq_len(cfg.n_nodes), pc.VOCAB_SIZE)
     again = learnlab.run("looped-introspection", preset="smoke", out=tmp_path / "again", progress=False)
     assert again["table"] == table  # deterministic
+
+
+def test_a_loop_with_no_value_in_any_seed_is_undetermined_and_noted_not_a_crash():
+    missing = describe([None] * 5)
+    names = (
+        "task_acc",
+        "sv_acc",
+        "probe_acc",
+        "gap_acc",
+        "flip_true",
+        "flip_random",
+        "probe_auroc",
+        "probe_auroc_shuffled",
+    )
+    t = {li.arm(i): {m: missing for m in names} for i in (1, 2)}
+    t[li.arm(1)]["task_acc"] = describe([1.0] * 5)  # every answer right: no probe, no direction
+    assert [c.judge(t).as_dict()["verdict"] for c in li.CLAIMS] == ["undetermined"] * 4
+    assert "n/a" in li.notes({"table": t})[0]

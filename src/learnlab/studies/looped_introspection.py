@@ -357,6 +357,19 @@ def paired(t: Table, a: tuple[str, str], b: tuple[str, str]) -> dict[str, Any]:
     return describe(va - vb)
 
 
+def _pct(cell: dict[str, Any]) -> str:
+    """`pct`, or "n/a" where no seed has a value (e.g. every answer right: no probe, no direction)."""
+    return "n/a" if cell["mean"] is None else pct(cell)
+
+
+def _points(cell: dict[str, Any]) -> str:
+    return "n/a" if cell["mean"] is None else points(cell)
+
+
+def _num(cell: dict[str, Any]) -> str:
+    return "n/a" if cell["mean"] is None else f"{cell['mean']:.2f}"
+
+
 def _sign(cell: dict[str, Any]) -> bool | None:
     """True: CI above 0; False: CI below 0; None: it straddles 0 (or cannot be told)."""
     return True if above(cell) else False if below(cell) else None
@@ -367,20 +380,20 @@ def _probe_beats_words(t: Table) -> tuple[bool | None, str]:
     if not arms:
         raise KeyError("loop-1")
     outcomes = [_sign(t[a]["gap_acc"]) for a in arms]
-    parts = [f"{a}: {points(t[a]['gap_acc'])}" for a in arms]
+    parts = [f"{a}: {_points(t[a]['gap_acc'])}" for a in arms]
     return every(outcomes), "P_RR − P_SV (accuracy) — " + "; ".join(parts)
 
 
 def _gap_shrinks(t: Table) -> tuple[bool | None, str]:
     s = slope(t, "gap_acc")
     held = None if _sign(s) is None else not _sign(s)
-    return held, f"slope of P_RR − P_SV against loops {points(s)} per loop"
+    return held, f"slope of P_RR − P_SV against loops {_points(s)} per loop"
 
 
 def _probe_flat(t: Table) -> tuple[bool | None, str]:
     s = slope(t, "probe_acc")
     held = False if above(s) else True if below(s, FLAT_SLOPE) else None
-    return held, f"slope of probe accuracy against loops {points(s)} per loop (flat: below +{100 * FLAT_SLOPE:.0f})"
+    return held, f"slope of probe accuracy against loops {_points(s)} per loop (flat: below +{100 * FLAT_SLOPE:.0f})"
 
 
 def _last_loop_injection(t: Table) -> tuple[bool | None, str]:
@@ -390,8 +403,8 @@ def _last_loop_injection(t: Table) -> tuple[bool | None, str]:
     last = arms[-1]
     earlier = [_sign(paired(t, (last, "flip_true"), (a, "flip_true"))) for a in arms[:-1]]
     control = paired(t, (last, "flip_true"), (last, "flip_random"))
-    parts = [f"{a}: {pct(t[a]['flip_true'])} (random {pct(t[a]['flip_random'])})" for a in arms]
-    evidence = "flip rate by injection loop — " + "; ".join(parts) + f"; last − random {points(control)}"
+    parts = [f"{a}: {_pct(t[a]['flip_true'])} (random {_pct(t[a]['flip_random'])})" for a in arms]
+    evidence = "flip rate by injection loop — " + "; ".join(parts) + f"; last − random {_points(control)}"
     return every([*earlier, _sign(control)]), evidence
 
 
@@ -416,10 +429,10 @@ def notes(summary: dict[str, Any]) -> list[str]:
         if c["task_acc"]["mean"] is None:
             continue
         out.append(
-            f"{a}: task {pct(c['task_acc'])}, self-verification {pct(c['sv_acc'])}, probe {pct(c['probe_acc'])} "
-            f"(AUROC {c['probe_auroc']['mean'] or float('nan'):.2f}, shuffled labels "
-            f"{c['probe_auroc_shuffled']['mean'] or float('nan'):.2f}), flip rate {pct(c['flip_true'])} against "
-            f"{pct(c['flip_random'])} for a random direction."
+            f"{a}: task {_pct(c['task_acc'])}, self-verification {_pct(c['sv_acc'])}, probe {_pct(c['probe_acc'])} "
+            f"(AUROC {_num(c['probe_auroc'])}, shuffled labels "
+            f"{_num(c['probe_auroc_shuffled'])}), flip rate {_pct(c['flip_true'])} against "
+            f"{_pct(c['flip_random'])} for a random direction."
         )
     out.append("The probe and self-verification are scored on the same held-out half; the probe is fit on the other.")
     return out

@@ -21,7 +21,8 @@ labels (its AUROC should sit at 0.5); and the gap P_RR − P_SV (accuracy, per s
 on the prompts with the model's final answer, the difference of means of the loop-t residual at `?`
 between right and wrong answers (fit half) is added there at loop t, times each of a few scales, and
 the final verdict compared with the uninjected one; the flip rate stands beside that of a random
-direction of the same norm. Claims use the largest scale. A trend over loops is the per-seed
+direction of the same norm. Claims use the smallest scale (the largest pushes every verdict to Y wherever
+it is added: the flip rate saturates at the share of N verdicts). A trend over loops is the per-seed
 least-squares slope against t, with its t-interval over seeds.
 """
 
@@ -68,7 +69,9 @@ class Config(StudyConfig):
     eval_every: int = Field(200, gt=0, description="steps between evaluations of the learning curves")
     test_problems: int = Field(1000, ge=40, description="held-out problems per seed (half fit the probes)")
     injection_scales: list[float] = Field(
-        [1.0, 2.0, 4.0], min_length=1, description="multiples of the difference of means injected (claims: the largest)"
+        [1.0, 2.0, 4.0],
+        min_length=1,
+        description="multiples of the difference of means injected (claims: the smallest)",
     )
 
     @model_validator(mode="after")
@@ -87,8 +90,10 @@ class Config(StudyConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"seeds": 2, "n_nodes": 5, "hops": 2, "loops": 2, "d_model": 16, "n_heads": 2, "d_mlp": 32,
               "steps": 20, "batch_size": 16, "eval_every": 10, "test_problems": 80, "injection_scales": [1.0, 4.0]},
-    # not yet tuned (issue 14.4): 1–2 loops should give 40–85% and accuracy rise with loops
-    "laptop": {"seeds": 5},
+    # 6 nodes, 3 hops, 4 loops: loop 1 sits near the "answer = start" floor (a start on a cycle of length 1 or 3:
+    # 1/3), loop 2 near 55%, loops 3-4 near 60% after 2000 steps (2 seeds, 3.8 min on a loaded 2-core CPU)
+    "laptop": {"seeds": 5, "n_nodes": 6, "hops": 3, "loops": 4, "steps": 2000, "lr": 1e-3, "batch_size": 128,
+               "eval_every": 250},
     "paper": {"seeds": 10, "n_nodes": 16, "hops": 8, "loops": 8, "d_model": 128, "n_heads": 4, "d_mlp": 512,
               "steps": 20000, "batch_size": 256, "eval_every": 500, "test_problems": 4000},
 }  # fmt: skip
@@ -282,7 +287,7 @@ def injection(
     right = torch.as_tensor(correct[:, fit], device=resid.device)
     scored = tokens[:, score]
     out: dict[str, np.ndarray] = {}
-    top = max(cfg.injection_scales)
+    claimed = min(cfg.injection_scales)
     for t in range(loops):
         h = resid[t][:, fit]  # [K, B_fit, d]
         counts = right.sum(1, keepdim=True), (~right).sum(1, keepdim=True)
@@ -299,7 +304,7 @@ def injection(
                 flips = (inject(model, scored, n, t, scale * vec) != base).float().mean(-1).cpu().numpy()
                 flips = np.where(usable, flips, np.nan)
                 out.setdefault(f"flip_{kind}_x{scale:g}", np.full((loops, k), np.nan))[t] = flips
-                if scale == top:
+                if scale == claimed:
                     out.setdefault(f"flip_{kind}", np.full((loops, k), np.nan))[t] = flips
     return out
 
@@ -479,7 +484,7 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
         ax.set_xticks(x)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    scale = max(summary["config"]["injection_scales"])
+    scale = min(summary["config"]["injection_scales"])
     caption = (
         f"Left: task accuracy, self-verification accuracy and probe accuracy after each loop, and the AUROC of the "
         f"probe fit on shuffled labels (chance 0.5); middle: probe minus self-verification accuracy; right: the rate "

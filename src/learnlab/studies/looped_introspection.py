@@ -90,8 +90,8 @@ class Config(StudyConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"seeds": 2, "n_nodes": 5, "hops": 2, "loops": 2, "d_model": 16, "n_heads": 2, "d_mlp": 32,
               "steps": 20, "batch_size": 16, "eval_every": 10, "test_problems": 80, "injection_scales": [1.0, 4.0]},
-    # 6 nodes, 3 hops, 4 loops: loop 1 sits near the "answer = start" floor (a start on a cycle of length 1 or 3:
-    # 1/3), loop 2 near 55%, loops 3-4 near 60% after 2000 steps (2 seeds, 3.8 min on a loaded 2-core CPU)
+    # 6 nodes, 3 hops, 4 loops: loop 1 sits at the "answer = start" floor (a start on a cycle of length 1 or 3:
+    # 1/3), loops 2-4 at 55-58% after 2000 steps; 9.5 min alone on 2 cores (0.27 s/step), 5 seeds
     "laptop": {"seeds": 5, "n_nodes": 6, "hops": 3, "loops": 4, "steps": 2000, "lr": 1e-3, "batch_size": 128,
                "eval_every": 250},
     "paper": {"seeds": 10, "n_nodes": 16, "hops": 8, "loops": 8, "d_model": 128, "n_heads": 4, "d_mlp": 512,
@@ -440,6 +440,13 @@ def notes(summary: dict[str, Any]) -> list[str]:
             f"{_pct(c['flip_random'])} for a random direction."
         )
     out.append("The probe and self-verification are scored on the same held-out half; the probe is fit on the other.")
+    base = [(a, t[a]["score_correct_frac"]["mean"]) for a in loop_arms(t) if "score_correct_frac" in t[a]]
+    if base and all(p is not None for _, p in base):
+        floors = ", ".join(f"{a} {100 * max(p, 1 - p):.0f}%" for a, p in base)
+        out.append(
+            f"Accuracy has a floor that moves with the task: always saying the majority verdict scores {floors}. "
+            "A gap in accuracy that shrinks as answers approach 50% right may be this floor moving; AUROC has none."
+        )
     return out
 
 

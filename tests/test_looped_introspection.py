@@ -58,7 +58,7 @@ def test_a_bad_config_is_a_one_line_error_naming_its_key(over, key):
     assert key in str(err.value) and "\n" not in str(err.value)
 
 
-def table(task, sv, probe, flip_true, flip_random, seeds=5):
+def table(task, sv, probe, flip_true, flip_random, seeds=5, floor=0.2):
     """A run's table: per loop, every seed's value plus a small per-seed wiggle (so CIs have a width)."""
     wiggle = np.linspace(-0.01, 0.01, seeds)
 
@@ -67,7 +67,7 @@ def table(task, sv, probe, flip_true, flip_random, seeds=5):
 
     return {
         li.arm(t + 1): {
-            "task_acc": cell(task[t]), "sv_acc": cell(sv[t]), "probe_acc": cell(probe[t]),
+            "task_acc": cell(task[t]), "floor_acc": cell(floor), "sv_acc": cell(sv[t]), "probe_acc": cell(probe[t]),
             "gap_acc": describe(list(probe[t] - sv[t] + wiggle[::-1] * 0.5)),
             "flip_true": cell(flip_true[t]), "flip_random": cell(flip_random[t]),
         }
@@ -87,6 +87,25 @@ def test_every_claim_holds_on_a_table_made_to_hold_it_and_fails_on_one_made_to_f
     assert claim.judge(FAILS).as_dict()["verdict"] == "not reproduced"
 
 
+def test_every_claim_is_undetermined_when_the_last_loop_is_no_better_than_the_trivial_floor():
+    guessing = table([0.3, 0.32, 0.34], sv=[0.6, 0.7, 0.8], probe=[0.9, 0.85, 0.82], flip_true=[0.05, 0.1, 0.6],
+                     flip_random=[0.02] * 3, floor=0.33)  # fmt: skip
+    for claim in li.CLAIMS:
+        verdict = claim.judge(guessing).as_dict()
+        assert verdict["verdict"] == "undetermined" and "not learned the task" in verdict["evidence"]
+    barely = table([0.3, 0.32, 0.36], sv=[0.6, 0.7, 0.8], probe=[0.9, 0.85, 0.82], flip_true=[0.05, 0.1, 0.6],
+                   flip_random=[0.02] * 3, floor=0.33)  # fmt: skip
+    # 3 points above the floor: inside the margin
+    assert {c.judge(barely).as_dict()["verdict"] for c in li.CLAIMS} == {"undetermined"}
+
+
+def test_the_trivial_floor_is_the_start_node_or_the_commonest_answer():
+    hops0 = pc.Problems(np.tile(np.arange(4), (4, 1)), np.array([0, 1, 2, 3]), np.array([0, 1, 2, 3]))
+    assert li.trivial_floor(hops0) == 1.0  # identity tables: the answer is the start
+    shifted = pc.Problems(np.zeros((4, 4), int), np.array([0, 1, 2, 3]), np.array([1, 1, 1, 2]))
+    assert li.trivial_floor(shifted) == 0.75  # never the start (but 1 once), and "1" is right 3 times of 4
+
+
 def test_a_claim_that_straddles_its_bound_or_has_one_loop_is_undetermined():
     noisy = table(TASK, sv=[0.7] * 3, probe=[0.7] * 3, flip_true=[0.1] * 3, flip_random=[0.1] * 3)
     for claim in (PROBE_BEATS, GAP_SHRINKS, LAST_LOOP):
@@ -103,7 +122,8 @@ def test_the_smoke_preset_runs_end_to_end_with_per_loop_tables_figures_and_the_m
     assert list(table) == ["loop-1", "loop-2"]
     for cells in table.values():
         assert {"task_acc", "sv_acc", "sv_f1", "probe_acc", "probe_f1", "probe_auroc", "probe_auroc_shuffled",
-                "gap_acc", "flip_true", "flip_random", "flip_true_x4", "flip_random_x1"} <= set(cells)  # fmt: skip
+                "gap_acc", "floor_acc", "flip_true", "flip_random", "flip_true_x4",
+                "flip_random_x1"} <= set(cells)  # fmt: skip
         assert len(cells["task_acc"]["values"]) == cfg.seeds
     assert [c["verdict"] for c in summary["claims"]] == ["undetermined"] * 4  # 2 seeds, claims need 5
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["table"] == table
@@ -121,6 +141,7 @@ def test_a_loop_with_no_value_in_any_seed_is_undetermined_and_noted_not_a_crash(
     missing = describe([None] * 5)
     names = (
         "task_acc",
+        "floor_acc",
         "sv_acc",
         "probe_acc",
         "gap_acc",

@@ -23,7 +23,10 @@ between right and wrong answers (fit half) is added there at loop t, times each 
 the final verdict compared with the uninjected one; the flip rate stands beside that of a random
 direction of the same norm. Claims use the smallest scale (the largest pushes every verdict to Y wherever
 it is added: the flip rate saturates at the share of N verdicts). A trend over loops is the per-seed
-least-squares slope against t, with its t-interval over seeds.
+least-squares slope against t, with its t-interval over seeds. No claim is judged (each is undetermined)
+unless the model has learned the task: at the last loop, task accuracy minus the trivial floor measured on
+the same problems (answering the start node, or the commonest answer, whichever scores more), per seed,
+has a 95% CI above +5 points.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from learnlab.tasks import pointer_chasing as pc
 
 ARM = "looped"
 FLAT_SLOPE = 0.01  # "does not rise": the slope's whole CI below +1 point of probe accuracy per loop
+LEARNED_MARGIN = 0.05  # "learned the task": last-loop accuracy's CI above the trivial floor + 5 points
 
 
 class Config(StudyConfig):
@@ -227,6 +231,13 @@ def _resid_cache(model: LoopedTransformer, tokens: Tensor, n_nodes: int) -> tupl
     return solve, verify, torch.stack(cache)
 
 
+def trivial_floor(p: pc.Problems) -> float:
+    """The best accuracy of an answer that ignores the chase: the start node itself, or the commonest answer."""
+    start = float((p.answers == p.starts).mean())
+    commonest = float(np.bincount(p.answers).max() / len(p))
+    return max(start, commonest)
+
+
 def measure_loops(cfg: Config, model: LoopedTransformer, seeds: list[int]) -> dict[str, np.ndarray]:
     """Every per-loop metric on held-out problems, {metric: [L, K]}."""
     n, loops, k = cfg.n_nodes, cfg.loops, len(seeds)
@@ -255,6 +266,7 @@ def measure_loops(cfg: Config, model: LoopedTransformer, seeds: list[int]) -> di
             for m in range(k):
                 y, yes = correct[t, m], says_yes[m]
                 put("task_acc", t, m, y.mean())
+                put("floor_acc", t, m, trivial_floor(probs[m]))
                 put("score_correct_frac", t, m, y[score].mean())
                 put("sv_acc", t, m, (yes[score] == y[score]).mean())
                 put("sv_f1", t, m, f1(yes[score], y[score]))
@@ -413,16 +425,43 @@ def _last_loop_injection(t: Table) -> tuple[bool | None, str]:
     return every([*earlier, _sign(control)]), evidence
 
 
+def learned(t: Table) -> tuple[bool, str]:
+    """Has the model learned the task? Last-loop task accuracy minus the trivial floor (per seed), its 95%
+    CI above LEARNED_MARGIN. Without it every claim is about a model that guesses, so none is judged."""
+    arms = loop_arms(t)
+    if not arms:
+        raise KeyError("loop-1")
+    last = arms[-1]
+    lead = paired(t, (last, "task_acc"), (last, "floor_acc"))
+    ok = bool(above(lead, LEARNED_MARGIN)) if lead["mean"] is not None else False
+    return ok, (f"{last} task accuracy {_pct(t[last]['task_acc'])} against the trivial floor "
+                f"{_pct(t[last]['floor_acc'])} (start node or commonest answer): lead {_points(lead)}, "
+                f"needs a 95% CI above +{100 * LEARNED_MARGIN:.0f}")  # fmt: skip
+
+
+def guarded(check: Any) -> Any:
+    """`check`, judged only when the model has `learned` the task; else undetermined, saying why."""
+
+    @functools.wraps(check)
+    def judge(t: Table) -> tuple[bool | None, str]:
+        ok, why = learned(t)
+        if not ok:
+            return None, f"the model has not learned the task: {why}"
+        return check(t)
+
+    return judge
+
+
 CLAIMS = (
     Claim("The probe reads correctness better than the model says it: P_RR > P_SV (accuracy) at every loop, "
-          "each gap's 95% CI above 0", _probe_beats_words, min_seeds=5),
+          "each gap's 95% CI above 0", guarded(_probe_beats_words), min_seeds=5),
     Claim("The gap P_RR − P_SV shrinks with loops: its per-seed slope against loops has a 95% CI below 0",
-          _gap_shrinks, min_seeds=5),
+          guarded(_gap_shrinks), min_seeds=5),
     Claim("The probe does not improve with loops: the per-seed slope of probe accuracy has a 95% CI below "
-          f"+{100 * FLAT_SLOPE:.0f} point per loop (and not above 0)", _probe_flat, min_seeds=5),
+          f"+{100 * FLAT_SLOPE:.0f} point per loop (and not above 0)", guarded(_probe_flat), min_seeds=5),
     Claim("Injection is noticed mainly at the last loop: the true direction flips more verdicts there than at "
           "every earlier loop and than a random direction of its norm (paired 95% CIs above 0)",
-          _last_loop_injection, min_seeds=5),
+          guarded(_last_loop_injection), min_seeds=5),
 )  # fmt: skip
 
 

@@ -58,9 +58,10 @@ def test_a_bad_config_is_a_one_line_error_naming_its_key(over, key):
     assert key in str(err.value) and "\n" not in str(err.value)
 
 
-def table(task, sv, probe, flip_true, flip_random, seeds=5, floor=0.2):
+def table(task, sv, probe, flip_true, flip_random, seeds=5, floor=0.2, auroc_gap=None):
     """A run's table: per loop, every seed's value plus a small per-seed wiggle (so CIs have a width)."""
     wiggle = np.linspace(-0.01, 0.01, seeds)
+    auroc_gap = [p - v for p, v in zip(probe, sv, strict=True)] if auroc_gap is None else auroc_gap
 
     def cell(v):
         return describe(list(v + wiggle))
@@ -69,6 +70,7 @@ def table(task, sv, probe, flip_true, flip_random, seeds=5, floor=0.2):
         li.arm(t + 1): {
             "task_acc": cell(task[t]), "floor_acc": cell(floor), "sv_acc": cell(sv[t]), "probe_acc": cell(probe[t]),
             "gap_acc": describe(list(probe[t] - sv[t] + wiggle[::-1] * 0.5)),
+            "gap_auroc": describe(list(auroc_gap[t] + wiggle[::-1] * 0.5)),
             "flip_true": cell(flip_true[t]), "flip_random": cell(flip_random[t]),
         }
         for t in range(len(task))
@@ -106,6 +108,22 @@ def test_the_trivial_floor_is_the_start_node_or_the_commonest_answer():
     assert li.trivial_floor(shifted) == 0.75  # never the start (but 1 once), and "1" is right 3 times of 4
 
 
+def test_the_gap_claim_follows_the_auroc_gap_not_the_accuracy_gap():
+    acc_shrinks_auroc_grows = table(TASK, sv=[0.6, 0.7, 0.8], probe=[0.9, 0.85, 0.82], flip_true=[0.05, 0.1, 0.6],
+                                    flip_random=[0.02] * 3, auroc_gap=[0.0, 0.1, 0.2])  # fmt: skip
+    verdict = GAP_SHRINKS.judge(acc_shrinks_auroc_grows).as_dict()
+    assert verdict["verdict"] == "not reproduced" and "AUROC gap" in verdict["evidence"]
+    assert "accuracy gap, not judged" in verdict["evidence"]
+
+
+def test_auroc_by_hand():
+    # positives score 0.9 and 0.3, negatives 0.8 and 0.1: of the 4 (positive, negative) pairs 3 are ranked right
+    assert li.auroc(np.array([True, False, True, False]), np.array([0.9, 0.8, 0.3, 0.1])) == 0.75
+    # a tie counts half: positives 0.5, 0.9; negatives 0.5, 0.2 -> (0.5 + 1 + 1 + 1) / 4
+    assert li.auroc(np.array([True, True, False, False]), np.array([0.5, 0.9, 0.5, 0.2])) == 0.875
+    assert np.isnan(li.auroc(np.array([True, True]), np.array([0.1, 0.9])))
+
+
 def test_a_claim_that_straddles_its_bound_or_has_one_loop_is_undetermined():
     noisy = table(TASK, sv=[0.7] * 3, probe=[0.7] * 3, flip_true=[0.1] * 3, flip_random=[0.1] * 3)
     for claim in (PROBE_BEATS, GAP_SHRINKS, LAST_LOOP):
@@ -122,7 +140,7 @@ def test_the_smoke_preset_runs_end_to_end_with_per_loop_tables_figures_and_the_m
     assert list(table) == ["loop-1", "loop-2"]
     for cells in table.values():
         assert {"task_acc", "sv_acc", "sv_f1", "probe_acc", "probe_f1", "probe_auroc", "probe_auroc_shuffled",
-                "gap_acc", "floor_acc", "flip_true", "flip_random", "flip_true_x4",
+                "gap_acc", "sv_auroc", "gap_auroc", "floor_acc", "flip_true", "flip_random", "flip_true_x4",
                 "flip_random_x1"} <= set(cells)  # fmt: skip
         assert len(cells["task_acc"]["values"]) == cfg.seeds
     assert [c["verdict"] for c in summary["claims"]] == ["undetermined"] * 4  # 2 seeds, claims need 5
@@ -145,6 +163,8 @@ def test_a_loop_with_no_value_in_any_seed_is_undetermined_and_noted_not_a_crash(
         "sv_acc",
         "probe_acc",
         "gap_acc",
+        "gap_auroc",
+        "sv_auroc",
         "flip_true",
         "flip_random",
         "probe_auroc",

@@ -17,7 +17,9 @@ P_SV(t), the model's own Y/N after loop t on the verify prompt whose candidate i
 (accuracy and F1, positive = the answer is right); a probe P_RR(t), a scikit-learn logistic regression
 (standardised inputs) on the residual stream after loop t at the `?` position of that same prompt,
 predicting whether the answer is right (accuracy, F1, AUROC), beside the same probe fit on shuffled
-labels (its AUROC should sit at 0.5); and the gap P_RR − P_SV (accuracy, per seed). Concept injection:
+labels (its AUROC should sit at 0.5); self-verification's AUROC, its P(Y) ranking right above wrong
+answers; and the gap P_RR − P_SV per seed, in accuracy and in AUROC (the claim of a shrinking gap uses
+AUROC: accuracy has a floor, the majority verdict, that moves as answers get more right). Concept injection:
 on the prompts with the model's final answer, the difference of means of the loop-t residual at `?`
 between right and wrong answers (fit half) is added there at loop t, times each of a few scales, and
 the final verdict compared with the uninjected one; the flip rate stands beside that of a random
@@ -201,6 +203,13 @@ def probe_scores(x_fit: np.ndarray, y_fit: np.ndarray, x_score: np.ndarray, y_sc
     return out
 
 
+def auroc(truth: np.ndarray, score: np.ndarray) -> float:
+    """The AUROC of `score` ranking right (True) above wrong answers; NaN with one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(truth, score)) if len(np.unique(truth)) == 2 else float("nan")
+
+
 def f1(guess: np.ndarray, truth: np.ndarray) -> float:
     """F1 with positive = True (0 where there is no true or guessed positive)."""
     tp = float((guess & truth).sum())
@@ -262,6 +271,7 @@ def measure_loops(cfg: Config, model: LoopedTransformer, seeds: list[int]) -> di
         for t in range(loops):
             _, verify, resid = _resid_cache(model, prompts(answers[t]), n)
             says_yes = (verify[t].argmax(-1) == 1).cpu().numpy()
+            p_yes = verify[t].float().softmax(-1)[..., 1].cpu().numpy()
             hidden = resid[t].cpu().numpy()
             for m in range(k):
                 y, yes = correct[t, m], says_yes[m]
@@ -270,6 +280,7 @@ def measure_loops(cfg: Config, model: LoopedTransformer, seeds: list[int]) -> di
                 put("score_correct_frac", t, m, y[score].mean())
                 put("sv_acc", t, m, (yes[score] == y[score]).mean())
                 put("sv_f1", t, m, f1(yes[score], y[score]))
+                put("sv_auroc", t, m, auroc(y[score], p_yes[m, score]))
                 real = probe_scores(hidden[m, fit], y[fit], hidden[m, score], y[score])
                 shuffled_labels = np.random.default_rng(stream_seed(seeds[m], f"shuffle-{t}")).permutation(y[fit])
                 shuffled = probe_scores(hidden[m, fit], shuffled_labels, hidden[m, score], y[score])
@@ -278,6 +289,7 @@ def measure_loops(cfg: Config, model: LoopedTransformer, seeds: list[int]) -> di
                 put("probe_auroc_shuffled", t, m, shuffled["auroc"])
         out["gap_acc"] = out["probe_acc"] - out["sv_acc"]
         out["gap_f1"] = out["probe_f1"] - out["sv_f1"]
+        out["gap_auroc"] = out["probe_auroc"] - out["sv_auroc"]
         out |= injection(cfg, model, prompts(answers[-1]), correct[-1], seeds, fit, score)
     return out
 
@@ -387,6 +399,14 @@ def _num(cell: dict[str, Any]) -> str:
     return "n/a" if cell["mean"] is None else f"{cell['mean']:.2f}"
 
 
+def _diff(cell: dict[str, Any]) -> str:
+    """A difference of AUROCs with its CI: '+0.082 (95% CI +0.017 to +0.148)'."""
+    if cell["mean"] is None:
+        return "n/a"
+    lo, hi = cell["ci95"]
+    return f"{cell['mean']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f})"
+
+
 def _sign(cell: dict[str, Any]) -> bool | None:
     """True: CI above 0; False: CI below 0; None: it straddles 0 (or cannot be told)."""
     return True if above(cell) else False if below(cell) else None
@@ -402,9 +422,11 @@ def _probe_beats_words(t: Table) -> tuple[bool | None, str]:
 
 
 def _gap_shrinks(t: Table) -> tuple[bool | None, str]:
-    s = slope(t, "gap_acc")
+    s = slope(t, "gap_auroc")
     held = None if _sign(s) is None else not _sign(s)
-    return held, f"slope of P_RR − P_SV against loops {_points(s)} per loop"
+    acc = slope(t, "gap_acc") if all("gap_acc" in t[a] for a in loop_arms(t)) else None
+    also = "" if acc is None else f" (accuracy gap, not judged: {_points(acc)} per loop)"
+    return held, f"slope of the AUROC gap P_RR − P_SV against loops {_diff(s)} per loop{also}"
 
 
 def _probe_flat(t: Table) -> tuple[bool | None, str]:
@@ -455,8 +477,9 @@ def guarded(check: Any) -> Any:
 CLAIMS = (
     Claim("The probe reads correctness better than the model says it: P_RR > P_SV (accuracy) at every loop, "
           "each gap's 95% CI above 0", guarded(_probe_beats_words), min_seeds=5),
-    Claim("The gap P_RR − P_SV shrinks with loops: its per-seed slope against loops has a 95% CI below 0",
-          guarded(_gap_shrinks), min_seeds=5),
+    Claim("The gap P_RR − P_SV shrinks with loops, in AUROC (the probe's against that of the model's own P(Y) "
+          "as a score; free of the base rate, unlike accuracy): its per-seed slope against loops has a 95% CI "
+          "below 0", guarded(_gap_shrinks), min_seeds=5),
     Claim("The probe does not improve with loops: the per-seed slope of probe accuracy has a 95% CI below "
           f"+{100 * FLAT_SLOPE:.0f} point per loop (and not above 0)", guarded(_probe_flat), min_seeds=5),
     Claim("Injection is noticed mainly at the last loop: the true direction flips more verdicts there than at "
@@ -474,7 +497,8 @@ def notes(summary: dict[str, Any]) -> list[str]:
             continue
         out.append(
             f"{a}: task {_pct(c['task_acc'])}, self-verification {_pct(c['sv_acc'])}, probe {_pct(c['probe_acc'])} "
-            f"(AUROC {_num(c['probe_auroc'])}, shuffled labels "
+            f"(AUROC {_num(c['probe_auroc'])} against self-verification's {_num(c.get('sv_auroc', {'mean': None}))}, "
+            "shuffled labels "
             f"{_num(c['probe_auroc_shuffled'])}), flip rate {_pct(c['flip_true'])} against "
             f"{_pct(c['flip_random'])} for a random direction."
         )
@@ -520,9 +544,11 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
     for metric, label, color in lines:
         band(axes[0], metric, label, color)
     axes[0].set(xlabel="loop", ylabel="accuracy", title="Per loop", ylim=(0, 1.02))
-    band(axes[1], "gap_acc", "P_RR − P_SV", "C3")
+    band(axes[1], "gap_acc", "P_RR − P_SV, accuracy", "C3")
+    if all("gap_auroc" in t[a] for a in arms):
+        band(axes[1], "gap_auroc", "P_RR − P_SV, AUROC", "C5")
     axes[1].axhline(0, color="black", lw=0.8)
-    axes[1].set(xlabel="loop", ylabel="accuracy difference", title="The gap")
+    axes[1].set(xlabel="loop", ylabel="probe minus self-verification", title="The gap")
     band(axes[2], "flip_true", "difference of means", "C4")
     band(axes[2], "flip_random", "random, same norm", "grey")
     axes[2].set(xlabel="injection loop", ylabel="verdict flip rate", title="Concept injection", ylim=(0, 1.02))
@@ -533,7 +559,8 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
     scale = min(summary["config"]["injection_scales"])
     caption = (
         f"Left: task accuracy, self-verification accuracy and probe accuracy after each loop, and the AUROC of the "
-        f"probe fit on shuffled labels (chance 0.5); middle: probe minus self-verification accuracy; right: the rate "
+        f"probe fit on shuffled labels (chance 0.5); middle: probe minus self-verification, in accuracy and in "
+        f"AUROC (self-verification's score: its P(Y)); right: the rate "
         f"at which the final Y/N verdict flips when the difference-of-means direction (times {scale:g}) or a random "
         f"direction of its norm is added after that loop. Lines: means over {seeds} seeds; bands: 95% t-intervals."
     )
@@ -554,4 +581,5 @@ STUDY = Study(
     figures=figures,
     notes=notes,
     point_metrics=("gap_acc", "gap_f1"),
+    plain_metrics=("gap_auroc",),
 )

@@ -137,8 +137,11 @@ def test_the_smoke_preset_runs_end_to_end_with_per_loop_tables_figures_and_the_m
     cfg = smoke()
     summary = learnlab.run("looped-introspection", preset="smoke", out=tmp_path / "r", progress=False)
     table = summary["table"]
-    assert list(table) == ["loop-1", "loop-2"]
-    for cells in table.values():
+    assert list(table) == ["loop-1", "loop-2", "flat-params", "flat-flops"]
+    for flat in ("flat-params", "flat-flops"):
+        assert {"task_acc", "floor_acc", "sv_acc", "sv_f1", "sv_auroc"} <= set(table[flat])
+        assert len(table[flat]["task_acc"]["values"]) == cfg.seeds
+    for cells in (table["loop-1"], table["loop-2"]):
         assert {"task_acc", "sv_acc", "sv_f1", "probe_acc", "probe_f1", "probe_auroc", "probe_auroc_shuffled",
                 "gap_acc", "sv_auroc", "gap_auroc", "floor_acc", "flip_true", "flip_random", "flip_true_x4",
                 "flip_random_x1"} <= set(cells)  # fmt: skip
@@ -147,7 +150,9 @@ def test_the_smoke_preset_runs_end_to_end_with_per_loop_tables_figures_and_the_m
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["table"] == table
     assert any((tmp_path / "r").rglob("per_loop*"))
     run = learnlab.load_run(tmp_path / "r")
-    model = run.model.model
+    model = run.models["looped"].model
+    assert run.models["flat-flops"].model.n_layers == cfg.block_layers * cfg.loops
+    assert run.models["flat-params"].model.n_layers == cfg.block_layers
     assert isinstance(model, li.LoopedTransformer) and model.loops == cfg.loops
     tokens = torch.zeros(cfg.seeds, 3, pc.seq_len(cfg.n_nodes), dtype=torch.long)
     assert model.forward_loops(tokens).shape == (cfg.loops, cfg.seeds, 3, pc.seq_len(cfg.n_nodes), pc.VOCAB_SIZE)

@@ -28,7 +28,10 @@ it is added: the flip rate saturates at the share of N verdicts). A trend over l
 least-squares slope against t, with its t-interval over seeds. No claim is judged (each is undetermined)
 unless the model has learned the task: at the last loop, task accuracy minus the trivial floor measured on
 the same problems (answering the start node, or the commonest answer, whichever scores more), per seed,
-has a 95% CI above +5 points.
+has a 95% CI above +5 points. With `baselines`, two non-looped transformers train on the same batches and
+loss with one readout — `flat-params` (block_layers layers: the looped model's parameters) and `flat-flops`
+(block_layers · loops layers: its compute) — and report task accuracy and self-verification at that
+readout, in the table only.
 """
 
 from __future__ import annotations
@@ -48,12 +51,14 @@ from learnlab.engine.context import RunContext
 from learnlab.engine.rng import generator, stream_seed
 from learnlab.engine.train import train_ensemble
 from learnlab.models.looped import LoopedTransformer
+from learnlab.models.transformer import EnsembleTransformer
 from learnlab.protocols.measurements import log_rows, member_rows
 from learnlab.reporting.stats import Table, above, below, describe, pct, points
 from learnlab.studies.base import Claim, Study, every
 from learnlab.tasks import pointer_chasing as pc
 
 ARM = "looped"
+FLAT_ARMS = ("flat-params", "flat-flops")  # non-looped baselines: block_layers layers; block_layers·loops layers
 FLAT_SLOPE = 0.01  # "does not rise": the slope's whole CI below +1 point of probe accuracy per loop
 LEARNED_MARGIN = 0.05  # "learned the task": last-loop accuracy's CI above the trivial floor + 5 points
 
@@ -73,6 +78,7 @@ class Config(StudyConfig):
     lr: float = Field(1e-3, gt=0, description="learning rate")
     weight_decay: float = Field(0.0, ge=0, description="Adam's L2 weight decay")
     eval_every: int = Field(200, gt=0, description="steps between evaluations of the learning curves")
+    baselines: bool = Field(True, description="also train the non-looped baselines (flat-params, flat-flops)")
     test_problems: int = Field(1000, ge=40, description="held-out problems per seed (half fit the probes)")
     injection_scales: list[float] = Field(
         [1.0, 2.0, 4.0],
@@ -98,8 +104,9 @@ PRESETS: dict[str, dict[str, Any]] = {
               "steps": 20, "batch_size": 16, "eval_every": 10, "test_problems": 80, "injection_scales": [1.0, 4.0]},
     # 6 nodes, 3 hops, 4 loops: loop 1 sits at the "answer = start" floor (a start on a cycle of length 1 or 3:
     # 1/3), loops 2-4 at 55-58% after 2000 steps; 9.5 min alone on 2 cores (0.27 s/step), 5 seeds
-    "laptop": {"seeds": 5, "n_nodes": 6, "hops": 3, "loops": 4, "steps": 2000, "lr": 1e-3, "batch_size": 128,
-               "eval_every": 250},
+    # baselines off: they would double the 10-minute budget
+    "laptop": {"baselines": False, "seeds": 5, "n_nodes": 6, "hops": 3, "loops": 4, "steps": 2000, "lr": 1e-3,
+               "batch_size": 128, "eval_every": 250},
     "paper": {"seeds": 10, "n_nodes": 16, "hops": 8, "loops": 8, "d_model": 128, "n_heads": 4, "d_mlp": 512,
               "steps": 20000, "batch_size": 256, "eval_every": 500, "test_problems": 4000},
 }  # fmt: skip
@@ -136,15 +143,19 @@ class Batches:
         return as_tensor(np.stack(rows)), as_tensor(np.stack(targets))
 
 
-def readouts(model: LoopedTransformer, tokens: Tensor, n_nodes: int, hooks: Any = None) -> tuple[Tensor, Tensor]:
-    """Per loop: solve logits over the nodes [L, K, B, n] and verify logits over (N, Y) [L, K, B, 2]."""
-    out = model.forward_loops(tokens, hooks)
+def readouts(model: EnsembleTransformer, tokens: Tensor, n_nodes: int, hooks: Any = None) -> tuple[Tensor, Tensor]:
+    """Per loop: solve logits over the nodes [L, K, B, n] and verify logits over (N, Y) [L, K, B, 2] (a
+    non-looped transformer has one readout: L = 1)."""
+    if isinstance(model, LoopedTransformer):
+        out = model.forward_loops(tokens, hooks)
+    else:
+        out = model(tokens, hooks=hooks)[None]
     solve = out[..., pc.eq_pos(n_nodes), :n_nodes]
     verify = out[..., pc.q_pos(n_nodes), :][..., [pc.NO, pc.YES]]
     return solve, verify
 
 
-def loss_fn(n_nodes: int, model: LoopedTransformer, batch: tuple[Tensor, Tensor]) -> Tensor:
+def loss_fn(n_nodes: int, model: EnsembleTransformer, batch: tuple[Tensor, Tensor]) -> Tensor:
     """Per member: the mean over loops of (solve CE + verify CE) / 2."""
     tokens, targets = batch
     solve, verify = readouts(model, tokens, n_nodes)
@@ -160,7 +171,7 @@ def evaluator(cfg: Config, seeds: list[int], device: str) -> Any:
     """Accuracy of both formats at the last loop on a fixed batch of training-distribution problems."""
     tokens, targets = Batches(cfg.model_copy(update={"batch_size": 256}), seeds, device, "pointer-eval")(0)
 
-    def evaluate(model: LoopedTransformer) -> dict[str, Tensor]:
+    def evaluate(model: EnsembleTransformer) -> dict[str, Tensor]:
         solve, verify = readouts(model, tokens, cfg.n_nodes)
         return {
             "solve_acc": (solve[-1].argmax(-1) == targets[..., 0]).float().mean(-1),
@@ -178,6 +189,47 @@ def build(cfg: Config, seeds: list[int]) -> LoopedTransformer:
     ).to(cfg.device)  # fmt: skip
     model.reset_parameters([generator(s, "init", cfg.device) for s in seeds])
     return model
+
+
+def flat_layers(cfg: Config, name: str) -> int:
+    """Layers of a non-looped baseline: equal parameters (the block once) or equal FLOPs (block · loops)."""
+    return cfg.block_layers if name == "flat-params" else cfg.block_layers * cfg.loops
+
+
+def build_flat(cfg: Config, seeds: list[int], name: str) -> EnsembleTransformer:
+    model = EnsembleTransformer(
+        len(seeds), pc.VOCAB_SIZE, pc.seq_len(cfg.n_nodes), d_model=cfg.d_model, n_layers=flat_layers(cfg, name),
+        n_heads=cfg.n_heads, d_mlp=cfg.d_mlp, n_out=pc.VOCAB_SIZE,
+    ).to(cfg.device)  # fmt: skip
+    model.reset_parameters([generator(s, f"init-{name}", cfg.device) for s in seeds])
+    return model
+
+
+def measure_flat(cfg: Config, model: EnsembleTransformer, seeds: list[int]) -> dict[str, np.ndarray]:
+    """A non-looped baseline at its single readout, on the looped model's held-out problems, {metric: [K]}:
+    task accuracy, the trivial floor, and self-verification on its own answers (score half)."""
+    n = cfg.n_nodes
+    probs = [pc.problems(_rng(s, "pointer-test"), cfg.test_problems, n, cfg.hops) for s in seeds]
+    score = slice(cfg.test_problems // 2, None)
+
+    def prompts(candidates: np.ndarray) -> Tensor:
+        rows = [pc.sequences(p, c) for p, c in zip(probs, candidates, strict=True)]
+        return torch.as_tensor(np.stack(rows), device=cfg.device)
+
+    with torch.no_grad():
+        truth = np.stack([p.answers for p in probs])
+        solve, _ = readouts(model, prompts(np.zeros_like(truth)), n)
+        answers = solve[-1].argmax(-1).cpu().numpy()
+        _, verify = readouts(model, prompts(answers), n)
+    yes = (verify[-1].argmax(-1) == 1).cpu().numpy()
+    p_yes = verify[-1].float().softmax(-1)[..., 1].cpu().numpy()
+    right = answers == truth
+    rows = [
+        {"task_acc": y.mean(), "floor_acc": trivial_floor(p), "sv_acc": (v[score] == y[score]).mean(),
+         "sv_f1": f1(v[score], y[score]), "sv_auroc": auroc(y[score], q[score])}
+        for y, v, q, p in zip(right, yes, p_yes, probs, strict=True)
+    ]  # fmt: skip
+    return {name: np.array([r[name] for r in rows], dtype=float) for name in rows[0]}
 
 
 # --- probes and injection ------------------------------------------------------------------------------
@@ -358,7 +410,37 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
         for t in range(cfg.loops):
             rows = [(arm(t + 1), s) for s in seeds]
             frames.append(member_rows(rows, [cfg.steps], values[t][None], "test", name))
+    if cfg.baselines:
+        for flat in FLAT_ARMS:
+            frames += measure_baseline(cfg, ctx, flat)
     return pd.concat(frames, ignore_index=True)
+
+
+def measure_baseline(cfg: Config, ctx: RunContext, name: str) -> list[pd.DataFrame]:
+    """Train a non-looped baseline on the same batches and loss (one readout), keep it, measure it."""
+    seeds = cfg.seed_list
+    model = build_flat(cfg, seeds, name)
+    members = [(name, s) for s in seeds]
+    title = f"looped-introspection · {name} ({flat_layers(cfg, name)} layers)"
+    with ctx.progress(title, cfg.steps) as update:
+        log = train_ensemble(
+            model,
+            Batches(cfg, seeds, cfg.device),
+            functools.partial(loss_fn, cfg.n_nodes),
+            steps=cfg.steps,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            evaluate=evaluator(cfg, seeds, cfg.device),
+            eval_every=cfg.eval_every,
+            on_step=update,
+            checkpoint=ctx.checkpoint(name),
+        )
+    model.eval()
+    ctx.keep_model(name, model, members)
+    frames = log_rows(members, log)
+    for metric, values in measure_flat(cfg, model, seeds).items():
+        frames.append(member_rows(members, [cfg.steps], values[None], "test", metric))
+    return frames
 
 
 # --- claims --------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from torch import Tensor
 from learnlab.config import StudyConfig
 from learnlab.engine.context import RunContext
 from learnlab.engine.rng import generator, stream_seed
-from learnlab.engine.train import train_ensemble
+from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.models.looped import LoopedTransformer
 from learnlab.models.transformer import EnsembleTransformer
 from learnlab.protocols.measurements import log_rows, member_rows
@@ -385,12 +385,10 @@ def injection(
     return out
 
 
-def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
-    """Train the looped ensemble (one member per seed) on both formats; then every per-loop metric."""
+def train(cfg: Config, ctx: RunContext, model: EnsembleTransformer, name: str, title: str) -> TrainLog:
+    """Train `model` (one member per seed) on both formats, checkpointed under `name`; leave it in eval mode."""
     seeds = cfg.seed_list
-    model = build(cfg, seeds)
-    members = [(ARM, s) for s in seeds]
-    with ctx.progress(f"looped-introspection · {len(seeds)} seeds, {cfg.loops} loops", cfg.steps) as update:
+    with ctx.progress(title, cfg.steps) as update:
         log = train_ensemble(
             model,
             Batches(cfg, seeds, cfg.device),
@@ -401,9 +399,18 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
             evaluate=evaluator(cfg, seeds, cfg.device),
             eval_every=cfg.eval_every,
             on_step=update,
-            checkpoint=ctx.checkpoint("looped"),
+            checkpoint=ctx.checkpoint(name),
         )
     model.eval()
+    return log
+
+
+def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
+    """Train the looped ensemble (one member per seed) on both formats; then every per-loop metric."""
+    seeds = cfg.seed_list
+    model = build(cfg, seeds)
+    members = [(ARM, s) for s in seeds]
+    log = train(cfg, ctx, model, "looped", f"looped-introspection · {len(seeds)} seeds, {cfg.loops} loops")
     ctx.keep_model("looped", model, members, kwargs=model.kwargs)
     frames = log_rows(members, log)
     for name, values in measure_loops(cfg, model, seeds).items():
@@ -421,21 +428,7 @@ def measure_baseline(cfg: Config, ctx: RunContext, name: str) -> list[pd.DataFra
     seeds = cfg.seed_list
     model = build_flat(cfg, seeds, name)
     members = [(name, s) for s in seeds]
-    title = f"looped-introspection · {name} ({flat_layers(cfg, name)} layers)"
-    with ctx.progress(title, cfg.steps) as update:
-        log = train_ensemble(
-            model,
-            Batches(cfg, seeds, cfg.device),
-            functools.partial(loss_fn, cfg.n_nodes),
-            steps=cfg.steps,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            evaluate=evaluator(cfg, seeds, cfg.device),
-            eval_every=cfg.eval_every,
-            on_step=update,
-            checkpoint=ctx.checkpoint(name),
-        )
-    model.eval()
+    log = train(cfg, ctx, model, name, f"looped-introspection · {name} ({flat_layers(cfg, name)} layers)")
     ctx.keep_model(name, model, members)
     frames = log_rows(members, log)
     for metric, values in measure_flat(cfg, model, seeds).items():

@@ -1,5 +1,6 @@
 import os
 import sys
+from contextlib import contextmanager
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as learnlab sets it, but before torch loads here
 
@@ -40,3 +41,32 @@ def local_and_ray(tmp_path):
             ray.shutdown()
 
     return run
+
+
+@pytest.fixture
+def ctrl_c(monkeypatch):
+    """ctrl_c(step, label="") makes learnlab's progress bar raise KeyboardInterrupt (Ctrl-C) when a bar whose
+    description starts with `label` reaches `step`; ctrl_c(None) puts the real bar back."""
+    import learnlab.api as api
+
+    real_bar = api.progress_bar
+
+    def at(step: int | None, label: str = "") -> None:
+        if step is None:
+            monkeypatch.setattr(api, "progress_bar", real_bar)
+            return
+
+        @contextmanager
+        def interrupted_bar(desc, total, enabled):
+            with real_bar(desc, total, False) as update:
+
+                def interrupting(done):
+                    if done == step and desc.startswith(label):
+                        raise KeyboardInterrupt
+                    update(done)
+
+                yield interrupting
+
+        monkeypatch.setattr(api, "progress_bar", interrupted_bar)
+
+    return at

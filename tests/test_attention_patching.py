@@ -2,7 +2,6 @@
 cells on a hand-made frame, a smoke run, and Ray = local."""
 
 import math
-from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -235,32 +234,19 @@ def test_smoke_run_reports_every_arm_with_paired_cells(tmp_path):
     np.testing.assert_allclose(by_arm["untrained-patterns"], by_arm["unpatched"], rtol=1e-5)  # same model at 0
 
 
-def test_an_interrupted_reference_resumes_with_its_step_0_evaluation_and_snapshots(tmp_path, monkeypatch):
+def test_an_interrupted_reference_resumes_with_its_step_0_evaluation_and_snapshots(tmp_path, ctrl_c):
     """Interrupted at step 12 of the reference (checkpoint at 10): the resume takes the step-0 evaluation from
     the checkpoint and the weights kept at 0, 5 and 10 from the work directory, so its patched arms start
     from the same checkpoints and every number equals the uninterrupted run's."""
     arms = ["unpatched", "untrained-patterns", "patch-phase1"]
     kw = {"preset": "smoke", "arms": arms, "checkpoint_every": 5, "progress": False}
     whole = learnlab.run("attention-patching", out=tmp_path / "whole", **kw)
-    real_bar = learnlab.api.progress_bar
-
-    @contextmanager
-    def ctrl_c_in_the_reference(desc, total, enabled):
-        with real_bar(desc, total, False) as update:
-
-            def interrupting(done):
-                if done == 12 and desc.startswith("reference"):
-                    raise KeyboardInterrupt
-                update(done)
-
-            yield interrupting
-
-    monkeypatch.setattr(learnlab.api, "progress_bar", ctrl_c_in_the_reference)
+    ctrl_c(12, "reference")
     with pytest.raises(Interrupted):
         learnlab.run("attention-patching", out=tmp_path / "cut", **kw)
     kept = tmp_path / ".cut.partial" / "jobs" / "reference-snapshots"
     assert sorted(p.name for p in kept.iterdir()) == [f"step-{s:07d}.pt" for s in (0, 5, 10)]
-    monkeypatch.setattr(learnlab.api, "progress_bar", real_bar)
+    ctrl_c(None)
     resumed = learnlab.resume(tmp_path / "cut", progress=False, checkpoint_every=5)
     assert resumed["table"] == whole["table"]
     metrics = pd.read_parquet(tmp_path / "cut" / "metrics.parquet")

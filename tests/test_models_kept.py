@@ -4,7 +4,6 @@ their step, a resumed run keeps what an uninterrupted one keeps, and damaged fil
 
 import json
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -132,26 +131,13 @@ def test_a_grid_study_keeps_each_jobs_models_under_its_name(tmp_path):
         run.model  # noqa: B018
 
 
-def test_a_resumed_run_keeps_what_an_uninterrupted_one_keeps(tmp_path, monkeypatch):
+def test_a_resumed_run_keeps_what_an_uninterrupted_one_keeps(tmp_path, ctrl_c):
     kw = {"overrides": {"steps": 130}, "checkpoint_every": 50, "snapshot_every": 50}
     smoke(tmp_path / "whole", **kw)
-    real_bar = api.progress_bar
-
-    @contextmanager
-    def ctrl_c_at_step_120(desc, total, enabled):
-        with real_bar(desc, total, False) as update:
-
-            def interrupting(done):
-                if done == 120:
-                    raise KeyboardInterrupt
-                update(done)
-
-            yield interrupting
-
-    monkeypatch.setattr(api, "progress_bar", ctrl_c_at_step_120)
+    ctrl_c(120)
     with pytest.raises(Interrupted):
         smoke(tmp_path / "cut", **kw)
-    monkeypatch.setattr(api, "progress_bar", real_bar)
+    ctrl_c(None)
     learnlab.resume(tmp_path / "cut", progress=False, checkpoint_every=50)  # the options come from the run
 
     def files(run: Path) -> dict[str, bytes]:

@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -54,25 +53,11 @@ def test_report_sets_measured_beside_published_with_verdicts(tmp_path):
     assert "Measured beside published" in html
 
 
-def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, ctrl_c):
     # 130 steps with a checkpoint every 50 and Ctrl-C at 120: the resume crosses a data-chunk boundary
     kw = {"arms": ["baseline", "concept"], "overrides": {"steps": 130}, "checkpoint_every": 50}
     whole = smoke(tmp_path / "whole", **kw)
-
-    real_bar = learnlab.api.progress_bar
-
-    @contextmanager
-    def ctrl_c_at_step_120(desc, total, enabled):
-        with real_bar(desc, total, False) as update:
-
-            def interrupting(done):
-                if done == 120:
-                    raise KeyboardInterrupt
-                update(done)
-
-            yield interrupting
-
-    monkeypatch.setattr(learnlab.api, "progress_bar", ctrl_c_at_step_120)
+    ctrl_c(120)
     with pytest.raises(Interrupted, match="learnlab resume"):
         smoke(tmp_path / "cut", **kw)
     assert not (tmp_path / "cut").exists()
@@ -80,7 +65,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
     with pytest.raises(LearnlabError, match="interrupted run"):
         smoke(tmp_path / "cut", **kw)  # a second `run` does not clobber it
 
-    monkeypatch.setattr(learnlab.api, "progress_bar", real_bar)
+    ctrl_c(None)
     resumed = learnlab.resume(tmp_path / "cut", progress=False, checkpoint_every=50)
     assert resumed["table"] == whole["table"]
     pd.testing.assert_frame_equal(

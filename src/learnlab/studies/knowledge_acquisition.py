@@ -192,7 +192,7 @@ def _phase_verdict(cells: dict[str, Any], i: int) -> str:
     """Seed i's phase detection in words, from the numbers the summary keeps (`detect_phases`' reason)."""
     names = ("phase1_end_step", "plateau_end_step", "plateau_evals", "plateau_flatness", "plateau_detected")
     p1, p2, count, flat, found = (cells[m]["values"][i] for m in names)
-    after = cells.get("plateau_flatness_after", {"values": [None] * (i + 1)})["values"][i]  # newer runs only
+    after = cells["plateau_flatness_after"]["values"][i] if "plateau_flatness_after" in cells else None  # newer runs
     if p1 is None:
         return f"no plateau (the loss never came within {100 * NEAR_BASELINE:g}% of the baseline)"
     if found:

@@ -157,12 +157,14 @@ def detect_phases(
     if flatness >= PLATEAU_FLATNESS:
         return replace(rejected(f"the loss moved {slope:+.2e} nats/step in the band, not under {PLATEAU_FLATNESS:g} of "
                         f"phase 1's descent ({descent:.2e}/step)"), flatness=flatness)  # fmt: skip
-    after = _steepest_descent(steps[stop - 1 :], loss[stop - 1 :]) if stop < len(steps) else math.nan
-    flatness_after = abs(slope) / after if after > 0 else math.inf if stop < len(steps) else math.nan
-    if flatness_after >= PLATEAU_FLATNESS:
-        why = (f"the loss moved {slope:+.2e} nats/step in the band, not under {PLATEAU_FLATNESS:g} of the knowledge "
-               f"phase's steepest descent after it ({max(after, 0):.2e}/step)")  # fmt: skip
-        return replace(rejected(why), flatness=flatness, flatness_after=flatness_after)
+    flatness_after = math.nan  # a plateau that lasts to the end is judged against phase 1 alone
+    if stop < len(steps):
+        after = _steepest_descent(steps[stop - 1 :], loss[stop - 1 :])
+        flatness_after = abs(slope) / after if after > 0 else math.inf
+        if flatness_after >= PLATEAU_FLATNESS:
+            why = (f"the loss moved {slope:+.2e} nats/step in the band, not under {PLATEAU_FLATNESS:g} of the "
+                   f"knowledge phase's steepest descent after it ({max(after, 0):.2e}/step)")  # fmt: skip
+            return replace(rejected(why), flatness=flatness, flatness_after=flatness_after)
     until = f"until step {end:.0f}" if stop < len(steps) else "to the end of training"
     reason = f"plateau: {count} evaluations from step {phase1_end:.0f} {until}, slope {slope:+.2e} nats/step"
     return Phases(phase1_end, end, True, count, flatness, flatness_after, reason)

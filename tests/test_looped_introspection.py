@@ -9,7 +9,7 @@ import torch
 
 import learnlab
 from learnlab.config import build_config
-from learnlab.errors import LearnlabError
+from learnlab.errors import Interrupted, LearnlabError
 from learnlab.reporting.stats import describe
 from learnlab.studies import looped_introspection as li
 from learnlab.tasks import pointer_chasing as pc
@@ -179,3 +179,28 @@ def test_a_loop_with_no_value_in_any_seed_is_undetermined_and_noted_not_a_crash(
     t[li.arm(1)]["task_acc"] = describe([1.0] * 5)  # every answer right: no probe, no direction
     assert [c.judge(t).as_dict()["verdict"] for c in li.CLAIMS] == ["undetermined"] * 4
     assert "n/a" in li.notes({"table": t})[0]
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_numbers(tmp_path, ctrl_c):
+    """Cut in the flat-flops baseline's training (after the looped model and flat-params finished): the
+    resume keeps both, continues flat-flops from its checkpoint, and every number equals one whole run's."""
+    kw = {"preset": "smoke", "checkpoint_every": 5, "progress": False}
+    whole = learnlab.run("looped-introspection", out=tmp_path / "whole", **kw)
+    ctrl_c(12, "looped-introspection · flat-flops")
+    with pytest.raises(Interrupted):
+        learnlab.run("looped-introspection", out=tmp_path / "cut", **kw)
+    ctrl_c(None)
+    resumed = learnlab.resume(tmp_path / "cut", progress=False, checkpoint_every=5)
+    assert resumed["table"] == whole["table"]
+
+
+def test_the_probe_heatmap_has_a_row_per_layer_in_the_block(tmp_path):
+    summary = learnlab.run(
+        "looped-introspection", preset="smoke", out=tmp_path / "r", progress=False,
+        overrides={"block_layers": 2, "baselines": False},
+    )  # fmt: skip
+    for a in ("loop-1", "loop-2"):
+        cells = summary["table"][a]
+        assert {"probe_auroc_layer1", "probe_auroc_layer2"} <= set(cells)
+        assert cells["probe_auroc_layer2"]["values"] == cells["probe_auroc"]["values"]  # the loop's output
+    assert (tmp_path / "r" / "probe_heatmap.png").exists()

@@ -284,12 +284,18 @@ def inject(model: LoopedTransformer, tokens: Tensor, n_nodes: int, loop: int, di
 
 
 def _resid_cache(model: LoopedTransformer, tokens: Tensor, n_nodes: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Solve and verify logits per loop, and the residual at `?` after every loop [L, K, B, d_model]."""
-    cache: list[Tensor] = []
-    q = pc.q_pos(n_nodes)
-    hooks = {f"loops.{t}.hook_resid_post": (lambda x, _: cache.append(x[:, :, q].detach())) for t in range(model.loops)}
+    """Solve and verify logits per loop, and the residual at `?` after every layer of every loop
+    [L, block_layers, K, B, d_model] (the last layer's is the loop's output, `loops.{t}.hook_resid_post`)."""
+    cache: dict[tuple[int, int], Tensor] = {}
+    q, layers = pc.q_pos(n_nodes), len(model.blocks)
+
+    def keep(where: tuple[int, int]) -> Any:
+        return lambda x, _: cache.__setitem__(where, x[:, :, q].detach())
+
+    hooks = {f"loops.{t}.blocks.{i}.hook_resid_post": keep((t, i)) for t in range(model.loops) for i in range(layers)}
     solve, verify = readouts(model, tokens, n_nodes, hooks)
-    return solve, verify, torch.stack(cache)
+    resid = torch.stack([torch.stack([cache[t, i] for i in range(layers)]) for t in range(model.loops)])
+    return solve, verify, resid
 
 
 def trivial_floor(p: pc.Problems) -> float:
@@ -324,7 +330,8 @@ def measure_loops(cfg: Config, model: LoopedTransformer, seeds: list[int]) -> di
             _, verify, resid = _resid_cache(model, prompts(answers[t]), n)
             says_yes = (verify[t].argmax(-1) == 1).cpu().numpy()
             p_yes = verify[t].float().softmax(-1)[..., 1].cpu().numpy()
-            hidden = resid[t].cpu().numpy()
+            hidden = resid[t, -1].cpu().numpy()
+            inner = resid[t, :-1].cpu().numpy()  # [block_layers - 1, K, B, d]: the heat-map's other rows
             for m in range(k):
                 y, yes = correct[t, m], says_yes[m]
                 put("task_acc", t, m, y.mean())
@@ -339,6 +346,10 @@ def measure_loops(cfg: Config, model: LoopedTransformer, seeds: list[int]) -> di
                 for name, value in real.items():
                     put(f"probe_{name}", t, m, value)
                 put("probe_auroc_shuffled", t, m, shuffled["auroc"])
+                put(f"probe_auroc_layer{len(inner) + 1}", t, m, real["auroc"])
+                for i, h in enumerate(inner):
+                    layer = probe_scores(h[m, fit], y[fit], h[m, score], y[score])
+                    put(f"probe_auroc_layer{i + 1}", t, m, layer["auroc"])
         out["gap_acc"] = out["probe_acc"] - out["sv_acc"]
         out["gap_f1"] = out["probe_f1"] - out["sv_f1"]
         out["gap_auroc"] = out["probe_auroc"] - out["sv_auroc"]
@@ -365,7 +376,7 @@ def injection(
     out: dict[str, np.ndarray] = {}
     claimed = min(cfg.injection_scales)
     for t in range(loops):
-        h = resid[t][:, fit]  # [K, B_fit, d]
+        h = resid[t, -1][:, fit]  # [K, B_fit, d]
         counts = right.sum(1, keepdim=True), (~right).sum(1, keepdim=True)
         usable = ((counts[0] > 0) & (counts[1] > 0)).squeeze(1).cpu().numpy()
         mean_right = (h * right[..., None]).sum(1) / counts[0].clamp(min=1)
@@ -639,7 +650,40 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
         f"at which the final Y/N verdict flips when the difference-of-means direction (times {scale:g}) or a random "
         f"direction of its norm is added after that loop. Lines: means over {seeds} seeds; bands: 95% t-intervals."
     )
-    return {"per_loop": captioned(fig, caption)}
+    return {"per_loop": captioned(fig, caption), **probe_heatmap(t, arms, seeds)}
+
+
+def probe_heatmap(t: Table, arms: list[str], seeds: int) -> dict[str, Any]:
+    """The probe's AUROC by loop and layer inside the block (one row per layer; one row if the block has one)."""
+    import matplotlib.pyplot as plt
+
+    from learnlab.reporting.figures import captioned
+
+    layers = sorted(int(m.removeprefix("probe_auroc_layer")) for m in t[arms[0]] if m.startswith("probe_auroc_layer"))
+    if not layers:
+        return {}
+    grid = np.array([[t[a][f"probe_auroc_layer{i}"]["mean"] for a in arms] for i in layers], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(arms), 1.4 + 0.6 * len(layers)))
+    image = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis", aspect="auto", origin="lower")
+    for (i, j), value in np.ndenumerate(grid):
+        ax.text(j, i, "–" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=8, color="w")
+    ax.set(
+        xticks=range(len(arms)),
+        xticklabels=[a.removeprefix("loop-") for a in arms],
+        xlabel="loop",
+        yticks=range(len(layers)),
+        yticklabels=layers,
+        ylabel="layer in the block",
+        title="Probe AUROC",
+    )
+    fig.colorbar(image, ax=ax, fraction=0.05)
+    fig.tight_layout()
+    caption = (
+        "AUROC of the correctness probe fit on the residual stream at `?` after each layer of the shared block, "
+        f"in each loop (the top row is the loop's output, the probe of the per-loop figure); means over {seeds} "
+        "seeds, 0.5 is chance."
+    )
+    return {"probe_heatmap": captioned(fig, caption)}
 
 
 STUDY = Study(

@@ -13,6 +13,7 @@ from learnlab.studies import (
     looped_introspection,
     model_collapse,
     plateau_scaling,
+    rare_combinations,
     robustness,
     softmax_negatives,
     subliminal,
@@ -36,6 +37,7 @@ STUDIES: dict[str, Study] = {
         attention_patching.STUDY,
         fine_tuning_forgetting.STUDY,
         looped_introspection.STUDY,
+        rare_combinations.STUDY,
     )
 }
 

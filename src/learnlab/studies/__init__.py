@@ -6,6 +6,7 @@ from learnlab.errors import LearnlabError
 from learnlab.studies import (
     attention_patching,
     data_imbalance,
+    emergence,
     fine_tuning_forgetting,
     hard_negatives,
     inductive_bias,
@@ -37,6 +38,7 @@ STUDIES: dict[str, Study] = {
         attention_patching.STUDY,
         fine_tuning_forgetting.STUDY,
         looped_introspection.STUDY,
+        emergence.STUDY,
         rare_combinations.STUDY,
     )
 }

@@ -141,6 +141,12 @@ def _add_primitive(phrase: str) -> Split:
     return Split(tuple(rest + [alone] * repeats), tuple(e for e in held if e != alone))
 
 
+def primitive_split(word: str) -> Split:
+    """The add-primitive split of any action word (the release has jump's; walk, look, run alike)."""
+    check_primitive(word)
+    return _add_primitive(word)
+
+
 def split(name: str, seed: int = 0) -> Split:
     """A SCAN split by name (see the module docstring); `seed` draws the simple split's permutation."""
     check_split(name)

@@ -1,0 +1,151 @@
+"""An ensemble GRU encoder-decoder with attention: K independent seq2seq models with stacked [K, ...] weights.
+
+Encoder: Embedding(V_in, E) -> GRU(E, H) over the command (padding steps keep the state). Decoder:
+Embedding(V_out, E) -> GRU(E, H) started from the encoder's last state, then Luong's global attention
+(dot score against the encoder outputs, padding masked), h~ = tanh(W_c [h; context]) and a linear readout
+to the output vocabulary. Without input feeding the decoder's recurrence does not depend on the attention,
+so under teacher forcing its input projections are one matmul over all steps and only h·W_hh runs per
+step; greedy decoding runs step by step, feeding back the argmax.
+
+The GRU is PyTorch's (gates r, z, n; n = tanh(x W_in + b_in + r ⊙ (h W_hn + b_hn)); h' = (1 − z) n + z h),
+so `nn.GRU` with the same sizes is the same model (benchmarks/bench_scan.py compares the two). Every
+weight has a leading model axis and every matmul is batched over it: member k's computation is its own,
+and an ensemble trains like K separate models up to float rounding (tests/test_seq2seq.py). No dropout
+(Lake & Baroni used 0.5): the members stay deterministic given their batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from learnlab.models.transformer import _linear
+
+
+def _embed(w: Tensor, tokens: Tensor) -> Tensor:
+    """w [K, V, E], tokens [K, B, T] -> [K, B, T, E], each member reading its own table."""
+    return w[torch.arange(w.shape[0], device=tokens.device)[:, None, None], tokens]
+
+
+class GRU(nn.Module):
+    """A stacked GRU layer with PyTorch's gate layout, over [K, B, T, E] inputs."""
+
+    def __init__(self, n_models: int, d_in: int, d_hidden: int):
+        super().__init__()
+        k, h = n_models, d_hidden
+        self.w_ih, self.b_ih = nn.Parameter(torch.empty(k, d_in, 3 * h)), nn.Parameter(torch.empty(k, 3 * h))
+        self.w_hh, self.b_hh = nn.Parameter(torch.empty(k, h, 3 * h)), nn.Parameter(torch.empty(k, 3 * h))
+
+    def step(self, xg: Tensor, h: Tensor) -> Tensor:
+        """One step from input pre-activations xg [K, B, 3H] and state h [K, B, H]."""
+        hg = torch.baddbmm(self.b_hh.unsqueeze(1), h, self.w_hh)
+        d = h.shape[-1]
+        r, z = torch.sigmoid(xg[..., : 2 * d] + hg[..., : 2 * d]).chunk(2, dim=-1)
+        n = torch.tanh(xg[..., 2 * d :] + r * hg[..., 2 * d :])
+        return n + z * (h - n)
+
+    def forward(self, x: Tensor, h: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """x [K, B, T, E], h [K, B, H], mask [K, B, T] (False: padding, the state carried over) ->
+        (outputs [K, B, T, H], last state [K, B, H])."""
+        # unbind, not xg[:, :, t]: a slice's backward writes a zero tensor of xg's size at every step
+        xs = _linear(x, self.w_ih, self.b_ih).unbind(2)
+        masks = mask.unbind(2) if mask is not None else [None] * len(xs)
+        outs = []
+        for xg, m in zip(xs, masks, strict=True):
+            new = self.step(xg, h)
+            h = new if m is None else torch.where(m[..., None], new, h)
+            outs.append(h)
+        return torch.stack(outs, dim=2), h
+
+
+class EnsembleSeq2Seq(nn.Module):
+    """K GRU encoder-decoders with attention; forward(src, tgt_in) -> logits [K, B, T_out, V_out]."""
+
+    def __init__(self, n_models: int, in_vocab: int, out_vocab: int, d_embed: int = 32, d_hidden: int = 64):
+        super().__init__()
+        k, e, h = n_models, d_embed, d_hidden
+        self.n_models = k
+        self.kwargs = {"n_models": k, "in_vocab": in_vocab, "out_vocab": out_vocab, "d_embed": e, "d_hidden": h}
+        self.w_src, self.w_tgt = nn.Parameter(torch.empty(k, in_vocab, e)), nn.Parameter(torch.empty(k, out_vocab, e))
+        self.encoder, self.decoder = GRU(k, e, h), GRU(k, e, h)
+        self.w_c, self.b_c = nn.Parameter(torch.empty(k, 2 * h, h)), nn.Parameter(torch.empty(k, h))
+        self.w_out, self.b_out = nn.Parameter(torch.empty(k, h, out_vocab)), nn.Parameter(torch.empty(k, out_vocab))
+
+    @torch.no_grad()
+    def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
+        """PyTorch's defaults, member k from generators[k]: embeddings N(0, 1), GRU weights and biases
+        U(±1/√H), the linear layers U(±1/√fan_in); drawn in parameter order."""
+        for k, gen in enumerate(generators):
+            for name, p in self.named_parameters():
+                if name.startswith("w_src") or name.startswith("w_tgt"):
+                    p[k].normal_(0.0, 1.0, generator=gen)
+                    continue
+                if name.startswith(("encoder", "decoder")):
+                    fan = self.encoder.w_hh.shape[1]
+                else:
+                    fan = (self.w_c if name.endswith("_c") else self.w_out).shape[1]
+                bound = 1 / math.sqrt(fan)
+                p[k].uniform_(-bound, bound, generator=gen)
+
+    def encode(self, src: Tensor, pad: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+        """src [K, B, T_in] -> (encoder outputs [K, B, T_in, H], last state [K, B, H], mask [K, B, T_in])."""
+        mask = src != pad
+        h0 = src.new_zeros(*src.shape[:2], self.encoder.w_hh.shape[1], dtype=self.w_src.dtype)
+        outs, h = self.encoder(_embed(self.w_src, src), h0, mask)
+        return outs, h, mask
+
+    def readout(self, dec: Tensor, enc: Tensor, mask: Tensor) -> Tensor:
+        """Attention and readout: decoder states [K, B, T, H] -> logits [K, B, T, V_out]."""
+        k, b, t, h = dec.shape
+        scores = (dec.reshape(k * b, t, h) @ enc.reshape(k * b, -1, h).transpose(1, 2)).view(k, b, t, -1)
+        weights = scores.masked_fill(~mask[:, :, None, :], float("-inf")).softmax(dim=-1)
+        context = (weights.reshape(k * b, t, -1) @ enc.reshape(k * b, -1, h)).view(k, b, t, h)
+        attn = torch.tanh(_linear(torch.cat([dec, context], dim=-1), self.w_c, self.b_c))
+        return _linear(attn, self.w_out, self.b_out)
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing: src [K, B, T_in], tgt_in [K, B, T_out] (BOS, y_1 … y_{T−1}) -> logits."""
+        enc, h, mask = self.encode(src)
+        dec, _ = self.decoder(_embed(self.w_tgt, tgt_in), h)
+        return self.readout(dec, enc, mask)
+
+    @torch.no_grad()
+    def greedy(self, src: Tensor, steps: int, bos: int, eos: int) -> Tensor:
+        """Greedy decoding: [K, B, steps] predicted ids (stops early once every sequence has emitted eos)."""
+        enc, h, mask = self.encode(src)
+        token = src.new_full(src.shape[:2], bos)
+        out, done = [], torch.zeros_like(token, dtype=torch.bool)
+        for _ in range(steps):
+            x = _linear(_embed(self.w_tgt, token[..., None]), self.decoder.w_ih, self.decoder.b_ih)[:, :, 0]
+            h = self.decoder.step(x, h)
+            token = self.readout(h[:, :, None], enc, mask)[:, :, 0].argmax(dim=-1)
+            out.append(token)
+            done |= token == eos
+            if done.all():
+                break
+        pred = torch.stack(out, dim=-1)
+        return F.pad(pred, (0, steps - pred.shape[-1]), value=eos)
+
+
+def sequence_loss(logits: Tensor, target: Tensor, pad: int = 0) -> Tensor:
+    """Per-member mean cross-entropy over the non-pad target tokens: logits [K, B, T, V], target [K, B, T] -> [K]."""
+    k, v = logits.shape[0], logits.shape[-1]
+    ce = F.cross_entropy(logits.reshape(-1, v), target.reshape(-1), reduction="none").view(k, -1)
+    keep = (target != pad).reshape(k, -1).to(ce.dtype)
+    return (ce * keep).sum(1) / keep.sum(1)
+
+
+def decode_scores(pred: Tensor, target: Tensor, eos: int, pad: int = 0) -> tuple[Tensor, Tensor]:
+    """Exact match and per-token accuracy of greedy outputs pred [K, B, T] against target [K, B, T] (actions,
+    then eos, then pad): exact = every target position right (eos included, so nothing extra or missing);
+    token = the share of target positions (eos included) where the prediction is right. Both [K, B]."""
+    n = min(pred.shape[-1], target.shape[-1])
+    right = (pred[..., :n] == target[..., :n]) | (target[..., :n] == pad)
+    real = (target != pad).sum(-1)
+    exact = right.all(-1)
+    token = ((pred[..., :n] == target[..., :n]) & (target[..., :n] != pad)).sum(-1) / real
+    return exact, token.to(torch.float32)

@@ -257,3 +257,8 @@ def test_a_ratio_without_a_commonest_bin_is_undetermined():
     t = table()
     t[d3.OVERALL]["rare_common_ratio"] = t[d3.OVERALL]["log10_rare_common_ratio"] = describe([None] * 8)
     assert verdict(RATIO, t) == "undetermined"
+
+
+def test_a_first_crossing_that_falls_back_below_half_is_counted_as_reversed():
+    acc = np.array([[0.9, 0.1, 0.85], [0.3, 0.5, 0.6], [0.9, 0.9, 0.95]])  # [E, combos]
+    assert d3.reversed_share(acc).tolist() == [True, False, False]

@@ -174,6 +174,13 @@ def steps_to(acc: np.ndarray, steps: np.ndarray, threshold: float = THRESHOLD) -
     return np.where(reached.any(0), steps[reached.argmax(0)], np.inf).astype(float)
 
 
+def reversed_share(acc: np.ndarray, threshold: float = THRESHOLD, floor: float = 0.5) -> np.ndarray:
+    """Per [...]: whether accuracy [E, ...] reached the threshold and later fell below `floor` (a first
+    crossing that was a fluke: e.g. a rare combination whose label the untrained model says for everything)."""
+    reached = np.maximum.accumulate(acc >= threshold, axis=0)
+    return ((acc < floor) & reached).any(0)
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman's ρ with average ranks for ties (inf ties above every finite value); NaN if y is constant."""
     from scipy.stats import rankdata
@@ -218,6 +225,7 @@ def seed_summary(task: cb.Combinations, first: np.ndarray, acc: np.ndarray, step
             "early_gap": float(acc_bins[early, -1] - acc_bins[early, 0]) if early is not None else np.nan,
             "final_acc": float(acc[-1, bin_of >= 0].mean()),
             "censored": float(np.isinf(first[bin_of >= 0]).mean()),
+            "reversed": float(reversed_share(acc[:, bin_of >= 0]).mean()),
             "steps_exponent": slope,
             "frequency_span": float(task.levels[-1] / task.levels[0]),
         },
@@ -388,6 +396,13 @@ def notes(summary: dict[str, Any]) -> list[str]:
         out.append(
             f"The held-out combination {cfg['held_out']}, never trained on: final accuracy {_ci(h, 3)} against "
             f"chance {1 / cfg['n_values']:.3f}: the label square is not inferred from the other combinations."
+        )
+    if (r := o.get("reversed")) and r["mean"]:
+        out.append(
+            f"{100 * r['mean']:.1f}% of the trained combinations (mean over seeds) reached 80% and later fell below "
+            "50%: a first crossing can be a fluke (early on, the untrained model says one label for everything, "
+            "right for the combinations that have it). Park et al.'s definition counts the first crossing; the "
+            "bins' medians are robust to a few such combinations, single dots in the figure are not."
         )
     out.append(
         f"A combination that never reached 80% within {cfg['steps']} steps is right-censored: kept, and counted "

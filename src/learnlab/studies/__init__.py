@@ -5,6 +5,7 @@ from __future__ import annotations
 from learnlab.errors import LearnlabError
 from learnlab.studies import (
     attention_patching,
+    compositional,
     data_imbalance,
     emergence,
     fine_tuning_forgetting,
@@ -38,6 +39,7 @@ STUDIES: dict[str, Study] = {
         attention_patching.STUDY,
         fine_tuning_forgetting.STUDY,
         looped_introspection.STUDY,
+        compositional.STUDY,
         emergence.STUDY,
         rare_combinations.STUDY,
     )

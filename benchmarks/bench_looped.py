@@ -1,6 +1,7 @@
 """Training the looped-introspection seeds as one ensemble against a plain PyTorch loop over seeds.
 
     python benchmarks/bench_looped.py                    # laptop preset, CPU
+    python benchmarks/bench_looped.py --seeds 20 --batch-size 16   # many seeds, small batches
     python benchmarks/bench_looped.py --device cuda --steps 50
 
 Both train the same looped model on the same batches, in one process: the ensemble steps all K members
@@ -40,12 +41,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=20, help="timed steps (after 3 warm-up steps)")
     parser.add_argument("--seeds", type=int, help="seeds (default: the preset's)")
+    parser.add_argument("--batch-size", type=int, help="problems per step per seed (default: the preset's)")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (training uses 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     values = {**li.PRESETS[args.preset], "device": args.device}
     if args.seeds:
         values["seeds"] = args.seeds
+    if args.batch_size:
+        values["batch_size"] = args.batch_size
     cfg = li.Config(**values)
     seeds = cfg.seed_list
     batches = li.Batches(cfg, seeds, cfg.device)

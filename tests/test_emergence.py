@@ -52,6 +52,15 @@ def test_the_composite_is_the_digit_sum_plus_the_carry_and_each_query_asks_its_o
     assert (y == np.choose(q, [digit_sum, carry, tens])).all()
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 50))
+def test_two_skills_answers_the_digit_sum_and_the_digit_product_of_one_input(seed, n):
+    x, y = ad.two_skills(np.random.default_rng(seed), n)
+    d = x.reshape(n, 2, 10).argmax(-1)
+    assert x.shape == (n, 20) and (x.sum(1) == 2).all()
+    assert (y[:, 0] == (d[:, 0] + d[:, 1]) % 10).all() and (y[:, 1] == d[:, 0] * d[:, 1] % 10).all()
+
+
 @pytest.mark.parametrize(("digits", "answer"), [(0, None), (ad.MAX_DIGITS + 1, None), (3, 5), (3, 0)])
 def test_a_bad_length_is_a_value_error_naming_it(digits, answer):
     with pytest.raises(ValueError, match="digits"):

@@ -17,11 +17,13 @@ edit distance (Levenshtein, mean per problem) and its prediction T(1 − p). The
 its 10%→90% rise: from its value at step 0 to its extreme over training, the first evaluations reaching
 10% and 90% of that range (linear interpolation), the width in decades of steps (`rise_*`; in plain steps:
 `rise_*_steps`); `sharpness` = per-token accuracy's rise / exact match's, per seed, over the widths where
-that seed's exact match rose by at least 0.5 (geometric mean over widths, arm `mirage`). Multiplicative:
-arm `joint` trains two-digit addition mod 100 at width `composite_width`: skill 1 is the units digit
-(a0 + b0 mod 10, p1), skill 2 the tens digit (the digit sum a1 + b1 with the units' carry, p2), the
-composite the whole answer; arm `chained` trains one MLP on three queries of the same problems
-(`skill_queries`): the digit sum (a1 + b1) mod 10 (p1), the carry (p2), and the composite tens digit.
+that seed's exact match rose by at least 0.5 (geometric mean over widths, arm `mirage`). Multiplicative
+(evaluated every `composite_eval_every` steps, width `composite_width`): arm `joint` reads two digits x, y
+and writes two answers together (`two_skills`), skill 1 the digit sum (x + y) mod 10 (p1) and skill 2 the
+digit product x·y mod 10 (p2); the composite is both right (the deck's blue pie: the pie and the dye,
+Okawa et al.'s shape and colour). Arm `chained` trains one MLP on three queries of two-digit problems
+(`skill_queries`): the digit sum (a1 + b1) mod 10 (p1), the units' carry (p2), and the composite, the
+sum's tens digit (a1 + b1 + carry) mod 10, as a query of its own.
 A law is judged where it has something to predict: the mean |observed − predicted| per seed over the
 evaluations where either lies in [0.05, 0.95] (at least 3 of them; else the seed has no value), with a
 t-interval over seeds; the deck's 56% and 81% are compared with our composite where p1·p2 first crosses
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,7 +47,7 @@ from torch import Tensor
 from learnlab.config import StudyConfig, check_arms, distinct_sorted
 from learnlab.engine.context import RunContext
 from learnlab.engine.rng import generator, stream_seed
-from learnlab.engine.train import log_spaced, train_ensemble
+from learnlab.engine.train import log_spaced, multiples, train_ensemble
 from learnlab.models.mlp import EnsembleMLP
 from learnlab.protocols.measurements import member_rows
 from learnlab.reporting.stats import Table, above, below
@@ -74,7 +77,8 @@ class Config(StudyConfig):
     eval_points: int = Field(25, ge=3, description="log-spaced evaluations from step 1 to the last (and step 0)")
     test_problems: int = Field(1000, ge=10, description="held-out problems per seed (per query in `chained`)")
     composite_width: int = Field(128, gt=0, description="hidden width of the multiplicative arms' MLPs")
-    composite_steps: int = Field(2000, gt=0, description="training steps of the multiplicative arms")
+    composite_steps: int = Field(600, gt=0, description="training steps of the multiplicative arms")
+    composite_eval_every: int = Field(10, gt=0, description="steps between the multiplicative arms' evaluations")
 
     @field_validator("arms")
     @classmethod
@@ -89,10 +93,11 @@ class Config(StudyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"seeds": 2, "digits": 2, "widths": [8, 16], "steps": 40, "eval_points": 5, "test_problems": 50,
-              "batch_size": 32, "composite_width": 16, "composite_steps": 40},
-    "laptop": {},
+              "batch_size": 32, "composite_width": 16, "composite_steps": 40, "composite_eval_every": 5},
+    # 10 seeds, L = 3, widths 16-256, 3000 steps; the multiplicative arms are learned by step ~400 of 600
+    "laptop": {"seeds": 10, "widths": [16, 32, 64, 128, 256], "steps": 3000},
     "paper": {"seeds": 10, "digits": 5, "widths": [32, 64, 128, 256, 512, 1024], "steps": 20000,
-              "eval_points": 40, "test_problems": 5000, "composite_width": 256, "composite_steps": 10000},
+              "eval_points": 40, "test_problems": 5000, "composite_width": 256, "composite_steps": 2000},
 }  # fmt: skip
 
 
@@ -121,21 +126,51 @@ def token_loss(model: EnsembleMLP, batch: tuple[Tensor, Tensor]) -> Tensor:
     return F.cross_entropy(logits.flatten(0, 2), y.flatten(), reduction="none").view(y.shape[0], -1).mean(1)
 
 
-def addition_data(cfg: Config, digits: int, answer: int, purpose: str, step: int, n: int) -> tuple[Tensor, Tensor]:
-    """Every seed's own problems: one-hot operands [K, n, 2·L·10] and answer digits [K, n, T]."""
-    probs = [ad.problems(_rng(s, purpose, step), n, digits, answer) for s in cfg.seed_list]
-    x = np.stack([ad.encode(p.a, p.b) for p in probs])
-    y = np.stack([p.answer for p in probs])
-    return torch.as_tensor(x, device=cfg.device), torch.as_tensor(y, device=cfg.device)
+Data = Callable[[str, int, int], tuple[Tensor, Tensor]]  # (purpose, step, n) -> inputs [K, n, ·], tokens [K, n, T]
+
+
+def addition_data(cfg: Config, digits: int, answer: int) -> Data:
+    """Every seed's own addition problems: one-hot operands [K, n, 2·L·10] and answer digits [K, n, T]."""
+
+    def data(purpose: str, step: int, n: int) -> tuple[Tensor, Tensor]:
+        probs = [ad.problems(_rng(s, purpose, step), n, digits, answer) for s in cfg.seed_list]
+        x = np.stack([ad.encode(p.a, p.b) for p in probs])
+        return _tensors(cfg, x, np.stack([p.answer for p in probs]))
+
+    return data
+
+
+def pair_data(cfg: Config) -> Data:
+    """Every seed's own digit pairs: one-hot digits [K, n, 20], (sum mod 10, product mod 10) [K, n, 2]."""
+
+    def data(purpose: str, step: int, n: int) -> tuple[Tensor, Tensor]:
+        rows = [ad.two_skills(_rng(s, purpose, step), n) for s in cfg.seed_list]
+        return _tensors(cfg, np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]))
+
+    return data
+
+
+def _tensors(cfg: Config, *arrays: np.ndarray) -> tuple[Tensor, ...]:
+    return tuple(torch.as_tensor(a, device=cfg.device) for a in arrays)
 
 
 def train_addition(
     cfg: Config, ctx: RunContext, name: str, width: int, digits: int, answer: int, steps: int
 ) -> tuple[list[int], dict[str, np.ndarray]]:
-    """One ensemble on L-digit addition (answer: the sum's lowest `answer` digits); the evaluation steps and
-    each metric's curve [evaluations, K]: token_acc, exact, edit and pos_i (position i's accuracy)."""
-    model = build(cfg, 2 * digits * ad.BASE, width, answer * ad.BASE, name)
-    x_test, y_test = addition_data(cfg, digits, answer, "addition-test", 0, cfg.test_problems)
+    """One ensemble on L-digit addition (answer: the sum's lowest `answer` digits), evaluated at log-spaced
+    steps; see `train_tokens`."""
+    data = addition_data(cfg, digits, answer)
+    return train_tokens(cfg, ctx, name, width, data, steps, log_spaced(steps, cfg.eval_points), "addition")
+
+
+def train_tokens(
+    cfg: Config, ctx: RunContext, name: str, width: int, data: Data, steps: int, eval_steps: list[int], purpose: str
+) -> tuple[list[int], dict[str, np.ndarray]]:
+    """One ensemble writing a 10-way token per answer position; the evaluation steps and each metric's curve
+    [evaluations, K] on the held-out problems: token_acc, exact, edit and pos_i (position i's accuracy)."""
+    x_test, y_test = data(f"{purpose}-test", 0, cfg.test_problems)
+    answer = y_test.shape[-1]
+    model = build(cfg, x_test.shape[-1], width, answer * ad.BASE, name)
 
     def evaluate(m: EnsembleMLP) -> dict[str, Tensor]:
         pred = m(x_test).view(*y_test.shape, ad.BASE).argmax(-1)
@@ -147,9 +182,8 @@ def train_addition(
 
     with ctx.progress(f"{name} ({len(cfg.seed_list)} seeds)", steps) as update:
         log = train_ensemble(
-            model, lambda step: addition_data(cfg, digits, answer, "addition-train", step, cfg.batch_size),
-            token_loss, steps=steps, lr=cfg.lr, evaluate=evaluate, eval_steps=log_spaced(steps, cfg.eval_points),
-            on_step=update, checkpoint=ctx.checkpoint(name),
+            model, lambda step: data(f"{purpose}-train", step, cfg.batch_size), token_loss, steps=steps, lr=cfg.lr,
+            evaluate=evaluate, eval_steps=eval_steps, on_step=update, checkpoint=ctx.checkpoint(name),
         )  # fmt: skip
     ctx.keep_model(name, model, [(name, s) for s in cfg.seed_list])
     return _curves(log)
@@ -182,7 +216,7 @@ def train_chained(cfg: Config, ctx: RunContext) -> tuple[list[int], dict[str, np
     with ctx.progress(f"{name} ({len(cfg.seed_list)} seeds)", cfg.composite_steps) as update:
         log = train_ensemble(
             model, lambda step: data("skills-train", step, cfg.batch_size), loss, steps=cfg.composite_steps,
-            lr=cfg.lr, evaluate=evaluate, eval_steps=log_spaced(cfg.composite_steps, cfg.eval_points),
+            lr=cfg.lr, evaluate=evaluate, eval_steps=multiples(cfg.composite_eval_every, cfg.composite_steps),
             on_step=update, checkpoint=ctx.checkpoint(name),
         )  # fmt: skip
     ctx.keep_model(name, model, [(name, s) for s in cfg.seed_list])
@@ -327,7 +361,10 @@ def _nanmean(a: np.ndarray) -> np.ndarray:
 
 
 def measure_multiplicative(cfg: Config, ctx: RunContext) -> list[pd.DataFrame]:
-    steps, c = train_addition(cfg, ctx, "joint", cfg.composite_width, 2, 2, cfg.composite_steps)
+    schedule = multiples(cfg.composite_eval_every, cfg.composite_steps)
+    steps, c = train_tokens(
+        cfg, ctx, "joint", cfg.composite_width, pair_data(cfg), cfg.composite_steps, schedule, "pairs"
+    )
     p1, p2, comp = c["pos_0"], c["pos_1"], c["exact"]
     frames = _rows("joint", cfg, steps, {"p1": p1, "p2": p2, "composite": comp, "product": p1 * p2},
                    multiplicative_summary(steps, p1, p2, comp))  # fmt: skip
@@ -402,8 +439,8 @@ def _sharper(t: Table) -> tuple[bool | None, str]:
 
 CLAIMS = (
     Claim(
-        f"Skills multiply: two-digit addition's composite accuracy ≈ p1·p2 (units digit × tens digit) across "
-        f"training — the mean |composite − p1·p2| has a 95% CI below {TOLERANCE}",
+        "Skills multiply: the composite (digit sum and digit product both right) ≈ p1·p2 across training — "
+        f"the mean |composite − p1·p2| has a 95% CI below {TOLERANCE}",
         _multiplies,
         min_seeds=5,
     ),
@@ -533,15 +570,17 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
         axes[0].plot([0, 1], [0, 1], color="grey", lw=0.8, label="composite = p1·p2")
         axes[0].scatter([0.56, 0.81], [0.56, 0.81], marker="*", s=120, color="k", label="deck: 0.7×0.8, 0.9×0.9")
         axes[0].set(xlabel="p1·p2", ylabel="composite accuracy", title="Composite against p1·p2")
-        axes[1].set(xscale="log", xlabel="step", ylabel="accuracy", title="Across training")
+        axes[1].set(xlabel="step", ylabel="accuracy", title="Across training")
         for ax in axes:
             ax.legend(fontsize=7)
         fig.tight_layout()
-        out["multiplicative"] = captioned(fig, "Left: composite accuracy against the product of the skills' "
-                                          "accuracies p1·p2, one dot per seed and evaluation (joint: units × tens "
-                                          "digit of two-digit addition; chained: digit sum × carry, composite the "
-                                          f"tens digit as its own query); stars: the deck's examples. Right: both "
-                                          f"across training; {band}.")  # fmt: skip
+        text = (
+            "Left: composite accuracy against the product of the skills' accuracies p1·p2, one dot per seed and "
+            "evaluation (joint: digit sum and digit product written together, composite both right; chained: "
+            "digit sum × carry, composite the tens digit as its own query); stars: the deck's examples. Right: "
+            f"both across training; {band}."
+        )
+        out["multiplicative"] = captioned(fig, text)
     return out
 
 

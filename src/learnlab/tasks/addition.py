@@ -6,6 +6,7 @@ are stored least-significant first ([n, L]: column i holds the 10^i digit), so c
 depends on the operands' columns 0..i only. Models read operands as one-hot digits (`encode`) and write
 one 10-way token per answer digit.
 
+Two skills on one input (`two_skills`): digits x, y answered with (x + y) mod 10 and x·y mod 10 together.
 The two-digit composite (`skill_queries`): on operands a1a0 + b1b0, the query `digit_sum` asks
 (a1 + b1) mod 10, `carry` asks [a0 + b0 ≥ 10] (written as the token 0 or 1) and `tens` asks the tens digit
 of the sum, (a1 + b1 + carry) mod 10: the composite needs both skills. `token_edit_distance` is the
@@ -86,6 +87,14 @@ def skill_answers(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     """For two-digit operands [n, 2]: (a1 + b1) mod 10, the units' carry, and the sum's tens digit."""
     carry = (a[:, 0] + b[:, 0] >= BASE).astype(np.int64)
     return (a[:, 1] + b[:, 1]) % BASE, carry, (a[:, 1] + b[:, 1] + carry) % BASE
+
+
+def two_skills(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n digit pairs (x, y) and two answers written together: one-hot x then y [n, 20] and the targets
+    [n, 2] = ((x + y) mod 10, x·y mod 10): two skills on one input, the composite both right."""
+    d = rng.integers(0, BASE, (n, 2))
+    eye = np.eye(BASE, dtype=np.float32)
+    return eye[d].reshape(n, -1), np.stack([(d[:, 0] + d[:, 1]) % BASE, d[:, 0] * d[:, 1] % BASE], axis=1)
 
 
 def token_edit_distance(pred: np.ndarray, target: np.ndarray) -> np.ndarray:

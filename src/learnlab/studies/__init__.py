@@ -9,6 +9,7 @@ from learnlab.studies import (
     data_imbalance,
     emergence,
     fine_tuning_forgetting,
+    generative_collapse,
     hard_negatives,
     inductive_bias,
     knowledge_acquisition,
@@ -42,6 +43,7 @@ STUDIES: dict[str, Study] = {
         compositional.STUDY,
         emergence.STUDY,
         rare_combinations.STUDY,
+        generative_collapse.STUDY,
     )
 }
 

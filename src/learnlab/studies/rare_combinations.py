@@ -100,9 +100,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_per_combo": 16,
     },
     # 8x8 combinations in 12 bins over 100x (the deck's 10 vs 1000). At 8 seeds x 30k steps the rarest bin's
-    # median reached 80% at 6k-21k steps with 15% of its combinations censored: 60k leaves fewer censored.
-    # 10 seeds x 60k steps: 52 s of CPU for 8 seeds x 30k steps measured, so about 2.5-4 min alone on 2 cores
-    "laptop": {"seeds": 10, "steps": 60000},
+    # median reached 80% at 6k-21k steps with 15% of its combinations censored; at 60k, 5%. Training runs on one
+    # thread: 10 seeds x 60k steps took 110 s of CPU (0.18 ms per seed-step), so 20 seeds ~3.7 min alone.
+    "laptop": {"seeds": 20, "steps": 60000},
     "paper": {"seeds": 20, "n_values": 12, "bins": 20, "frequency_span": 1000.0, "steps": 200000, "eval_points": 200},
 }
 

@@ -212,7 +212,7 @@ def test_smoke_run_reports_every_arm_figures_models_and_the_deck(smoke_run):
     assert list(t) == ["width-8", "width-16", "mirage", "joint", "chained"]
     names = {"token_acc", "exact", "p_pow", "edit", "edit_pred", "gap_exact", "rise_token", "sharpness"}
     assert names <= set(t["width-8"])
-    assert {"gap_exact", "sharpness", "width_rise_exact"} <= set(t["mirage"])
+    assert {"gap_exact", "sharpness", "sharpness_steps", "width_rise_exact"} <= set(t["mirage"])
     assert {"p1", "p2", "composite", "gap", "product_advantage", "composite_at_56"} <= set(t["chained"])
     assert summary["reference"]["joint"]["composite_at_56"]["mean"] == 0.56
     assert [c["verdict"] for c in summary["claims"]] == ["undetermined"] * 4  # 2 seeds

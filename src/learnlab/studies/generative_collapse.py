@@ -461,6 +461,10 @@ def notes(summary: dict[str, Any]) -> list[str]:
         last = _last(t, arms[0], model)
         parts = [f"{a} {_median(t[a][f'{model}_var_median_g{last}'])}" for a in arms]
         out.append(f"{model}: median variance ratio at g{last}: " + "; ".join(parts) + ".")
+        if model != "vae":
+            ll = [f"{a} {t[a][f'{model}_loglik_g0']['mean']:.2f} → {t[a][f'{model}_loglik_g{last}']['mean']:.2f}"
+                  for a in arms]  # fmt: skip
+            out.append(f"{model}: mean log-likelihood of the original points, g0 → g{last}: " + "; ".join(ll) + ".")
     if "vae_accuracy_real" in t.get(next(iter(t), ""), {}):
         arms = [a for a in t if "vae_accuracy_real" in t[a]]
         last = max(int(m.rsplit("_g", 1)[1]) for m in t[arms[0]] if m.startswith("vae_accuracy_g"))

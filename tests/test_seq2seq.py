@@ -89,3 +89,20 @@ def test_decode_scores():
     exact, token = decode_scores(pred, target, eos=2)
     assert exact.tolist() == [[True, False, False]]  # trailing junk after eos is fine; a missing eos is not
     torch.testing.assert_close(token, torch.tensor([[1.0, 0.5, 0.75]]))
+
+
+def test_chunked_loss_equals_the_whole_batch_loss_and_gradients():
+    seeds = [1, 2]
+    src, tgt = _batches(seeds, 1)[0]
+    tgt[0, 0, 2:] = torch.tensor([2, 0, 0, 0])  # targets of different lengths
+    tgt[1, 3, 1:] = torch.tensor([2, 0, 0, 0, 0])
+    grads = []
+    for chunks in (1, 3):
+        model = _model(seeds)
+        loss = model.loss(src, tgt, bos=1, chunks=chunks)
+        loss.sum().backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0][0], _loss(_model(seeds), (src, tgt)).detach())
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

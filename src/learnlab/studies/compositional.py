@@ -24,6 +24,7 @@ published means, are what is judged.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ from learnlab.config import StudyConfig, check_arms
 from learnlab.engine.context import RunContext
 from learnlab.engine.rng import generator, stream_seed
 from learnlab.engine.train import train_ensemble
-from learnlab.models.seq2seq import EnsembleSeq2Seq, decode_scores, sequence_loss
+from learnlab.models.seq2seq import EnsembleSeq2Seq, decode_scores
 from learnlab.protocols.measurements import log_rows, member_rows
 from learnlab.reporting.stats import Table, above, below, pct
 from learnlab.studies.base import Claim, Study
@@ -59,6 +60,9 @@ class Config(StudyConfig):
     lr: float = Field(3e-3, gt=0, description="Adam learning rate")
     d_embed: int = Field(32, gt=0, description="word and action embedding size")
     d_hidden: int = Field(64, gt=0, description="GRU hidden size (encoder and decoder)")
+    decoder_chunks: int = Field(
+        4, gt=0, description="groups of length-sorted commands the decoder runs in (speed only, same loss)"
+    )
     eval_size: int = Field(1000, ge=0, description="test commands per arm (a fixed random subset; 0: all)")
     eval_every: int = Field(0, ge=0, description="steps between learning-curve evaluations (0: off)")
     curve_eval_size: int = Field(200, gt=0, description="test commands per arm for learning curves")
@@ -170,10 +174,9 @@ def _subset(lines: tuple[scan.Example, ...], size: int, arm: str) -> tuple[scan.
 # --- training and measurement -------------------------------------------------------------------------------
 
 
-def loss_fn(model: EnsembleSeq2Seq, batch: tuple[Tensor, Tensor]) -> Tensor:
+def loss_fn(chunks: int, model: EnsembleSeq2Seq, batch: tuple[Tensor, Tensor]) -> Tensor:
     src, tgt = batch
-    tgt_in = torch.cat([torch.full_like(tgt[..., :1], scan.BOS), tgt[..., :-1]], dim=-1)
-    return sequence_loss(model(src, tgt_in), tgt, scan.PAD)
+    return model.loss(src, tgt, scan.BOS, scan.PAD, chunks)
 
 
 def decode(model: EnsembleSeq2Seq, src: Tensor, tgt: Tensor, chunk: int = 500) -> tuple[Tensor, Tensor]:
@@ -210,8 +213,9 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
     title = f"compositional · {len(cfg.arm_names)} arms x {cfg.seeds} seeds"
     with ctx.progress(title, cfg.steps) as update:
         log = train_ensemble(
-            model, batch, loss_fn, steps=cfg.steps, lr=cfg.lr, evaluate=evaluate if cfg.eval_every else None,
-            eval_every=cfg.eval_every, on_step=update, checkpoint=ctx.checkpoint("seq2seq"),
+            model, batch, functools.partial(loss_fn, cfg.decoder_chunks), steps=cfg.steps, lr=cfg.lr,
+            evaluate=evaluate if cfg.eval_every else None, eval_every=cfg.eval_every, on_step=update,
+            checkpoint=ctx.checkpoint("seq2seq"),
         )  # fmt: skip
     model.eval()
     ctx.keep_model("seq2seq", model, members, kwargs=model.kwargs)

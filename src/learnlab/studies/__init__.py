@@ -5,6 +5,7 @@ from __future__ import annotations
 from learnlab.errors import LearnlabError
 from learnlab.studies import (
     attention_patching,
+    calibration_robustness,
     compositional,
     data_imbalance,
     emergence,
@@ -44,6 +45,7 @@ STUDIES: dict[str, Study] = {
         emergence.STUDY,
         rare_combinations.STUDY,
         generative_collapse.STUDY,
+        calibration_robustness.STUDY,
     )
 }
 

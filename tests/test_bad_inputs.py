@@ -22,6 +22,7 @@ from learnlab.cli import main
 
 Setup = Callable[[Path, Path], None]  # (working directory, a finished smoke run to copy from)
 HN = ["run", "hard-negatives", "--preset", "smoke", "--quiet"]
+LOOPED = ["run", "looped-introspection", "--preset", "smoke", "--quiet"]
 
 
 def tree(root: Path) -> dict[str, bytes | None]:
@@ -434,6 +435,9 @@ CASES: list[tuple[str, list[str], tuple[str, ...], Setup | None]] = [
         ("'127.0.0.1:1'",),
         None,
     ),
+    # looped-introspection (issue 14): no loops; more nodes than the vocabulary has node tokens
+    ("looped: zero loops", [*LOOPED, "--set", "loops=0"], ("'loops'",), None),
+    ("looped: nodes past the vocabulary", [*LOOPED, "--set", "n_nodes=25"], ("n_nodes=25",), None),
 ]
 
 

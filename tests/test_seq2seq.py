@@ -106,3 +106,17 @@ def test_chunked_loss_equals_the_whole_batch_loss_and_gradients():
     torch.testing.assert_close(grads[0][0], grads[1][0])
     for a, b in zip(grads[0][1], grads[1][1], strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_hand_written_gru_backward_passes_gradcheck():
+    from learnlab.models.seq2seq import GRURecurrence
+
+    g = torch.Generator().manual_seed(0)
+    k, b, t, h = 2, 3, 4, 5
+    args = [torch.randn(t, k, b, 3 * h, generator=g, dtype=torch.float64, requires_grad=True),
+            torch.randn(k, b, h, generator=g, dtype=torch.float64, requires_grad=True),
+            torch.randn(k, h, 3 * h, generator=g, dtype=torch.float64, requires_grad=True),
+            torch.randn(k, 3 * h, generator=g, dtype=torch.float64, requires_grad=True)]  # fmt: skip
+    mask = torch.rand(t, k, b, generator=g) < 0.7
+    assert torch.autograd.gradcheck(lambda *a: GRURecurrence.apply(*a, None), args)
+    assert torch.autograd.gradcheck(lambda *a: GRURecurrence.apply(*a, mask), args)

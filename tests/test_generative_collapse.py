@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sklearn.mixture import GaussianMixture
 
+import learnlab
 from learnlab.cli import main
 from learnlab.config import build_config
 from learnlab.engine.context import RunContext
@@ -206,4 +207,5 @@ def test_smoke_run_end_to_end(in_tmp):
     assert len(summary["claims"]) == len(gc.CLAIMS)
     for model in gc.MODELS:
         assert (in_tmp / "r" / f"{model}_generations.png").is_file()
-    assert any((in_tmp / "r" / "models").glob("vae*"))  # the last generation's VAE ensemble, kept
+    kept = learnlab.load_run(in_tmp / "r").models["vae"]  # the last generation's VAE ensemble
+    assert kept.model.k == 6 * len(gc.ARMS) and kept.members[0] == ("replace", 0)

@@ -64,6 +64,7 @@ OVERTRAINED = "digits-mlp"
 FALL = 2.0  # "falls >= 2x": the 95% CI of the per-seed ratio ECE / ECE_ts above 2
 VAL_FRACTION = 0.2  # of the digits' training split, fixed: the validation set of temperature scaling
 VAL_SEED = 20251201  # fixes which training digits validate; not a master seed
+MLP_BATCH = 64  # digits per step
 LSTM_EVAL = "hard"  # A1's test set the LSTM is calibrated and tested on
 POINT_METRICS = tuple(f"{m}{p}" for m in ("accuracy_drop_", "ece_rise_", "ece_ts_rise_")
                       for ps in PERTURBATIONS.values() for p in ps)  # fmt: skip
@@ -185,17 +186,26 @@ def _digit_loss(model: EnsembleMLP, batch: tuple[Tensor, Tensor]) -> Tensor:
     return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(dim=1)
 
 
-def digits_outputs(cfg: Config, ctx: RunContext) -> Outputs:
-    """Train one MLP per seed (batches of 64 drawn from each seed's generator); logits on every set."""
-    seeds, sets = cfg.seed_list, digit_sets(cfg)
-    x, y = (t.to(cfg.device) for t in sets["train"])
-    rows = torch.stack([torch.randint(len(y), (cfg.mlp_steps, 64), generator=generator(s, "digits")) for s in seeds], 1)
+def train_mlps(cfg: Config, ctx: RunContext) -> EnsembleMLP:
+    """One MLP per seed trained together (member k: seed k, its init and its batches of MLP_BATCH digits
+    from its own generators, so a member does not depend on what else shares the ensemble)."""
+    seeds = cfg.seed_list
+    x, y = (t.to(cfg.device) for t in digit_sets(cfg)["train"])
+    draws = [torch.randint(len(y), (cfg.mlp_steps, MLP_BATCH), generator=generator(s, "digits")) for s in seeds]
+    rows = torch.stack(draws, 1).to(cfg.device)
     model = EnsembleMLP(len(seeds), (task.N_PIXELS, cfg.mlp_hidden, cfg.mlp_hidden, task.N_CLASSES)).to(cfg.device)
     model.reset_parameters([generator(s, "init", cfg.device) for s in seeds])
-    members = [("digits-mlp", s) for s in seeds]
     with ctx.progress(f"calibration · {len(seeds)} digit MLPs", cfg.mlp_steps) as update:
         train_ensemble(model, lambda step: (x[rows[step]], y[rows[step]]), _digit_loss, steps=cfg.mlp_steps,
                        lr=cfg.mlp_lr, on_step=update, checkpoint=ctx.checkpoint("mlp"))  # fmt: skip
+    return model
+
+
+def digits_outputs(cfg: Config, ctx: RunContext) -> Outputs:
+    """The over-trained MLPs (`train_mlps`); logits on the validation, test and perturbed test digits."""
+    seeds, sets = cfg.seed_list, digit_sets(cfg)
+    model = train_mlps(cfg, ctx)
+    members = [("digits-mlp", s) for s in seeds]
     ctx.keep_model("mlp", model, members)
     model.eval()
     x_test, y_test = sets["test"]

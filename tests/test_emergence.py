@@ -17,6 +17,7 @@ import learnlab
 from learnlab.cli import main
 from learnlab.config import build_config
 from learnlab.engine.context import RunContext
+from learnlab.errors import Interrupted
 from learnlab.reporting.stats import describe
 from learnlab.studies import emergence as d2
 from learnlab.tasks import addition as ad
@@ -235,3 +236,16 @@ def test_the_arms_select_the_parts_and_the_run_is_deterministic(tmp_path):
     b = learnlab.run("emergence", out=tmp_path / "b", **kw)
     assert list(a["table"]) == ["joint", "chained"] and a["table"] == b["table"]
     assert [c["verdict"] for c in a["claims"]][2:] == ["undetermined"] * 2
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_numbers(tmp_path, ctrl_c):
+    """Cut in the second width's training (the first finished): the resume continues it from its checkpoint,
+    and every number equals one whole run's."""
+    kw = {"preset": "smoke", "checkpoint_every": 5, "progress": False, "arms": ["mirage"]}
+    whole = learnlab.run("emergence", out=tmp_path / "whole", **kw)
+    ctrl_c(22, "width-16")
+    with pytest.raises(Interrupted):
+        learnlab.run("emergence", out=tmp_path / "cut", **kw)
+    ctrl_c(None)
+    resumed = learnlab.resume(tmp_path / "cut", progress=False, checkpoint_every=5)
+    assert resumed["table"] == whole["table"]

@@ -191,6 +191,8 @@ def test_smoke_run_reports_every_bin_the_held_out_pair_and_every_combination(smo
     assert t["overall"]["censored"]["mean"] == pytest.approx(
         combos.query("metric == 'censored' and arm != 'combo-0-0'").value.mean()
     )
+    wide = combos.pivot_table(index=["arm", "seed"], columns="metric", values="value")
+    assert (wide.settled_steps_to_80.fillna(np.inf) >= wide.steps_to_80.fillna(np.inf)).all()
     for png in ("steps_vs_frequency.png", "accuracy_by_bin.png", "learning_curves.png"):
         assert (smoke_run / png).is_file()
     assert not (smoke_run / "final.png").exists()
@@ -262,3 +264,10 @@ def test_a_ratio_without_a_commonest_bin_is_undetermined():
 def test_a_first_crossing_that_falls_back_below_half_is_counted_as_reversed():
     acc = np.array([[0.9, 0.1, 0.85], [0.3, 0.5, 0.6], [0.9, 0.9, 0.95]])  # [E, combos]
     assert d3.reversed_share(acc).tolist() == [True, False, False]
+
+
+def test_the_settled_crossing_skips_a_fluke_that_fell_back_below_half():
+    steps = np.array([0, 10, 100, 1000])
+    acc = np.array([[0.9, 0.1, 0.85], [0.3, 0.9, 0.6], [0.9, 0.79, 0.95], [0.95, 0.2, 0.9]])  # [E, combos]
+    assert d3.steps_to(acc, steps).tolist() == [0.0, 10.0, 0.0]
+    assert d3.steps_to_settled(acc, steps).tolist() == [100.0, np.inf, 0.0]

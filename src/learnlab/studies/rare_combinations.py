@@ -27,7 +27,10 @@ that of the geometric mean), which the table also gives. Both get the Student-t 
 seed, `steps_exponent`: the least-squares slope of log steps against log frequency over the bins (only
 where no bin's median is censored: dropping the slow bins would flatten it; −1 is steps ∝ 1/frequency,
 the deck's 10x per 100x is −0.5), and per bin `examples_to_80`: steps times the expected examples of a
-combination per step. Early stop: the first evaluation at which accuracy on the
+combination per step. A first crossing can be a fluke (the untrained model saying one label everywhere is
+right on the combinations with that label): `reversed` counts the combinations that reached 80% and fell
+below 50% later, and `settled_steps_to_80` / `settled_exponent` repeat the medians and slope counting the
+first crossing after the last evaluation below 50%. Early stop: the first evaluation at which accuracy on the
 training distribution (combinations weighted by frequency) reaches 80%, where the model looks trained;
 there, the commonest bin's accuracy minus the rarest's (`early_gap`). The held-out combination's final
 accuracy stands beside chance (1/n).
@@ -174,6 +177,23 @@ def steps_to(acc: np.ndarray, steps: np.ndarray, threshold: float = THRESHOLD) -
     return np.where(reached.any(0), steps[reached.argmax(0)], np.inf).astype(float)
 
 
+def steps_to_settled(
+    acc: np.ndarray, steps: np.ndarray, threshold: float = THRESHOLD, floor: float = 0.5
+) -> np.ndarray:
+    """Like `steps_to`, but the first crossing after the last evaluation below `floor`: a fluke crossing that
+    falls back (see `reversed_share`) does not count (inf: censored)."""
+    below = acc < floor
+    last_below = np.where(below.any(0), below.shape[0] - 1 - below[::-1].argmax(0), -1)
+    index = np.arange(acc.shape[0]).reshape(-1, *[1] * (acc.ndim - 1))
+    return steps_to(np.where(index > last_below, acc, 0.0), steps, threshold)
+
+
+def median_exponent(levels: np.ndarray, medians: np.ndarray) -> float:
+    """The least-squares slope of log median steps against log frequency; NaN if a median is censored."""
+    fits = np.isfinite(medians).all() and np.ptp(levels) > 0
+    return float(np.polyfit(np.log(levels), np.log(medians), 1)[0]) if fits else np.nan
+
+
 def reversed_share(acc: np.ndarray, threshold: float = THRESHOLD, floor: float = 0.5) -> np.ndarray:
     """Per [...]: whether accuracy [E, ...] reached the threshold and later fell below `floor` (a first
     crossing that was a fluke: e.g. a rare combination whose label the untrained model says for everything)."""
@@ -192,7 +212,8 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def seed_summary(task: cb.Combinations, first: np.ndarray, acc: np.ndarray, steps: np.ndarray, batch: int) -> dict:
-    """One seed's numbers from its steps-to-80% per combination [n²] and accuracy curves [E, n²]:
+    """One seed's numbers from its steps-to-80% per combination [n²] and accuracy curves [E, n²] (and the
+    settled steps, `steps_to_settled`, from the curves):
     {"bins": {metric: [bins]}, "overall": {metric: value}, "held_out": {metric: value}} (NaN: none)."""
     bins, budget = task.levels.size, float(steps[-1])
     bin_of, probs = task.bin.reshape(-1), task.probabilities.reshape(-1)
@@ -204,14 +225,15 @@ def seed_summary(task: cb.Combinations, first: np.ndarray, acc: np.ndarray, step
     share = np.array([probs[bin_of == i][0] for i in range(bins)])
     rare, common = medians[0], medians[-1]
     ratio = np.nan if not np.isfinite(common) else min(rare, budget) / common
-    fits = np.isfinite(medians).all() and np.ptp(task.levels) > 0
-    slope = float(np.polyfit(np.log(task.levels), np.log(medians), 1)[0]) if fits else np.nan
+    settled = steps_to_settled(acc, steps)
+    settled_medians = np.array([np.median(settled[bin_of == i]) for i in range(bins)])
     held = task.held_out[0] * task.n + task.held_out[1]
     return {
         "bins": {
             "frequency": task.levels,
             "steps_to_80": finite,
             "examples_to_80": finite * batch * share,
+            "settled_steps_to_80": np.where(np.isfinite(settled_medians), settled_medians, np.nan),
             "censored": np.array([np.isinf(first[bin_of == i]).mean() for i in range(bins)]),
             "acc_early": acc_bins[early] if early is not None else np.full(bins, np.nan),
             "acc_final": acc_bins[-1],
@@ -226,7 +248,8 @@ def seed_summary(task: cb.Combinations, first: np.ndarray, acc: np.ndarray, step
             "final_acc": float(acc[-1, bin_of >= 0].mean()),
             "censored": float(np.isinf(first[bin_of >= 0]).mean()),
             "reversed": float(reversed_share(acc[:, bin_of >= 0]).mean()),
-            "steps_exponent": slope,
+            "steps_exponent": median_exponent(task.levels, medians),
+            "settled_exponent": median_exponent(task.levels, settled_medians),
             "frequency_span": float(task.levels[-1] / task.levels[0]),
         },
         "held_out": {"accuracy": float(acc[-1, held]), "chance": 1.0 / task.n},
@@ -255,21 +278,24 @@ def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
         rows = [(arm, s) for s in seeds]
         for metric in summaries[0][part]:
             frames.append(member_rows(rows, last, [[s[part][metric] for s in summaries]], "test", metric))
-    frames.append(combination_rows(tasks, seeds, first, acc[-1], last[0]))
+    frames.append(combination_rows(tasks, seeds, first, steps_to_settled(acc, steps), acc[-1], last[0]))
     return pd.concat(frames, ignore_index=True)
 
 
-def combination_rows(tasks: list[cb.Combinations], seeds: list[int], first: np.ndarray, final: np.ndarray,
-                     step: int) -> pd.DataFrame:  # fmt: skip
+def combination_rows(
+    tasks: list[cb.Combinations], seeds: list[int], first: np.ndarray, settled: np.ndarray, final: np.ndarray, step: int
+) -> pd.DataFrame:
     """Split "combination": per seed and combination `combo-a-b`, its frequency (0: held out), bin, steps
-    to 80% (NaN where censored), whether it was censored, and its final accuracy."""
+    to 80% (first and settled crossing; NaN where censored), whether it was censored, and its final accuracy."""
     rows = []
     for k, (task, seed) in enumerate(zip(tasks, seeds, strict=True)):
         weights, bins = task.weights.reshape(-1), task.bin.reshape(-1)
         for c in range(task.n**2):
             arm = f"combo-{c // task.n}-{c % task.n}"
             censored = not np.isfinite(first[k, c])
+            late = settled[k, c] if np.isfinite(settled[k, c]) else np.nan
             values = {"frequency": weights[c], "bin": bins[c], "steps_to_80": np.nan if censored else first[k, c],
+                      "settled_steps_to_80": late,
                       "censored": float(censored), "acc_final": final[k, c]}  # fmt: skip
             rows += [(arm, seed, step, "combination", m, float(v)) for m, v in values.items()]
     return pd.DataFrame(rows, columns=["arm", "seed", "step", "split", "metric", "value"])
@@ -398,11 +424,18 @@ def notes(summary: dict[str, Any]) -> list[str]:
             f"chance {1 / cfg['n_values']:.3f}: the label square is not inferred from the other combinations."
         )
     if (r := o.get("reversed")) and r["mean"]:
+        settled = o.get("settled_exponent", {})
+        tail = (
+            f" Counting instead the first crossing after the last evaluation below 50% (`settled_steps_to_80`), "
+            f"b = {_ci(settled)}."
+            if settled.get("mean") is not None
+            else ""
+        )
         out.append(
             f"{100 * r['mean']:.1f}% of the trained combinations (mean over seeds) reached 80% and later fell below "
             "50%: a first crossing can be a fluke (early on, the untrained model says one label for everything, "
             "right for the combinations that have it). Park et al.'s definition counts the first crossing; the "
-            "bins' medians are robust to a few such combinations, single dots in the figure are not."
+            "bins' medians are robust to a few such combinations, single dots in the figure are not." + tail
         )
     out.append(
         f"A combination that never reached 80% within {cfg['steps']} steps is right-censored: kept, and counted "
@@ -531,6 +564,8 @@ STUDY = Study(
         "rare_common_ratio",
         "log10_rare_common_ratio",
         "steps_exponent",
+        "settled_steps_to_80",
+        "settled_exponent",
         "early_step",
         "frequency_span",
     ),

@@ -1,0 +1,133 @@
+"""Rank-one editing: the closed form maps k* to v* and spares keys orthogonal under C; edits undo bit for
+bit and touch only their members; v* optimisation makes the model emit the new target; the FT baseline."""
+
+import pytest
+import torch
+
+from learnlab.interventions.editing import (
+    IGNORE,
+    apply_rank_one,
+    finetune_layer,
+    key_covariance,
+    label_nll,
+    mlp_keys,
+    rank_one_update,
+    rome_edit,
+    subject_key,
+)
+from learnlab.models.moe import moe
+from learnlab.models.transformer import EnsembleTransformer
+
+K, V, CTX, T = 3, 13, 10, 6
+
+
+def model(k=K, **kw):
+    m = EnsembleTransformer(k, V, CTX, d_model=16, n_layers=2, n_heads=2, d_mlp=32, n_out=V, **kw)
+    m.reset_parameters([torch.Generator().manual_seed(i) for i in range(k)])
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return m
+
+
+def corpus(k=K, n=64):
+    return torch.randint(0, V, (k, n, T), generator=torch.Generator().manual_seed(5))
+
+
+def test_closed_form_on_a_toy_linear_layer():
+    gen = torch.Generator().manual_seed(0)
+    members, d_in, d_out, n = 2, 8, 5, 40
+    w, b = (
+        torch.randn(members, d_in, d_out, generator=gen, dtype=torch.float64),
+        torch.randn(members, d_out, dtype=torch.float64),
+    )
+    keys = torch.randn(members, n, d_in, generator=gen, dtype=torch.float64) + 0.5  # uncentred
+    cov = key_covariance(keys)
+    assert torch.allclose(cov, keys.transpose(1, 2) @ keys / n)
+    k_star, v_star = torch.randn(members, d_in, dtype=torch.float64), torch.randn(members, d_out, dtype=torch.float64)
+    new = rank_one_update(w, k_star, v_star, cov, b)
+    out = lambda weight, key: (key[:, None] @ weight)[:, 0] + b  # noqa: E731
+    assert torch.allclose(out(new, k_star), v_star, atol=1e-10)
+    u = torch.linalg.solve(cov, k_star[..., None])[..., 0]  # C^-1 k*
+    r = torch.randn(members, d_in, generator=gen, dtype=torch.float64)
+    orthogonal = r - (r * u).sum(-1, keepdim=True) / (u * u).sum(-1, keepdim=True) * u  # k^T C^-1 k* = 0
+    assert (orthogonal * u).sum(-1).abs().max() < 1e-12
+    assert torch.allclose(out(new, orthogonal), out(w, orthogonal), atol=1e-10)
+    assert not torch.allclose(out(new, r), out(w, r), atol=1e-3)  # a general key does move
+    assert torch.linalg.matrix_rank(new - w).tolist() == [1, 1]
+
+
+def test_covariance_mask_and_ridge():
+    keys = torch.randn(2, 10, 4, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(2, 10, dtype=torch.bool)
+    mask[:, :6] = True
+    assert torch.allclose(key_covariance(keys, mask), key_covariance(keys[:, :6]))
+    ridged = key_covariance(keys, ridge=0.1)
+    plain = key_covariance(keys)
+    assert torch.allclose(ridged - plain, 0.1 * plain.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * torch.eye(4))
+
+
+def test_edit_on_a_transformer_writes_v_star_for_its_member_only_and_undoes_bit_for_bit():
+    m = model()
+    before = {n: p.clone() for n, p in m.state_dict().items()}
+    prompt = corpus(n=1)
+    clean = m(prompt)
+    cov = key_covariance(mlp_keys(m, corpus(), 1))
+    k_star = subject_key(m, prompt, 1, position=2)
+    v_star = torch.randn(K, 16, generator=torch.Generator().manual_seed(1))
+    with apply_rank_one(m, 1, k_star, v_star, cov, members=[1]) as edit:
+        _, cache = m.run_with_cache(prompt, ["blocks.1.hook_mlp_out"])
+        assert torch.allclose(cache["blocks.1.hook_mlp_out"][1, 0, 2], v_star[1], atol=1e-4)
+        edited = m(prompt)
+        assert torch.equal(edited[[0, 2]], clean[[0, 2]])  # other members untouched
+        assert not torch.allclose(edited[1], clean[1])
+        assert edit.members == (1,)
+    assert all(torch.equal(before[n], p) for n, p in m.state_dict().items())  # undone, bit for bit
+    edit = apply_rank_one(m, 1, k_star, v_star, cov)
+    assert not torch.equal(m.blocks[1].mlp.w_out, before["blocks.1.mlp.w_out"])
+    edit.undo()
+    assert torch.equal(m.blocks[1].mlp.w_out, before["blocks.1.mlp.w_out"])
+
+
+def test_rome_edit_makes_the_model_emit_the_new_target():
+    m = model()
+    prompts = corpus(n=4)
+    labels = torch.full_like(prompts, IGNORE)
+    read = T - 1
+    current = m(prompts)[:, :, read].argmax(-1)
+    new_target = (current[:, :1] + 1) % V  # a token the model does not predict, the same for the 4 prompts
+    labels[:, :, read] = new_target
+    prompts[:, :, 1:] = prompts[:, :1, 1:]  # the prompts differ only in their first token ("prefix")
+    cov = key_covariance(mlp_keys(m, corpus(), 0))
+    before = label_nll(m(prompts), labels)
+    with rome_edit(m, prompts, labels, layer=0, position=read, cov=cov, members=[0, 2], steps=40):
+        after = m(prompts)
+        assert (after[[0, 2], :, read].argmax(-1) == new_target[[0, 2]]).all()  # efficacy
+        assert torch.equal(after[1], m(prompts)[1])
+        assert (label_nll(after, labels)[[0, 2]] < before[[0, 2]]).all()
+    assert torch.allclose(label_nll(m(prompts), labels), before)
+
+
+def test_finetuning_baseline_bounded_and_undone():
+    m = model()
+    before = {n: p.clone() for n, p in m.state_dict().items()}
+    prompts = corpus(n=2)
+    labels = torch.full_like(prompts, IGNORE)
+    labels[:, :, -1] = 4
+    nll = label_nll(m(prompts), labels)
+    edit = finetune_layer(m, prompts, labels, layer=1, members=[2], steps=20, lr=0.05, max_change=0.05)
+    w = m.blocks[1].mlp.w_out
+    assert label_nll(m(prompts), labels)[2] < nll[2]
+    change = (w - before["blocks.1.mlp.w_out"]).abs()
+    assert change[2].max() <= 0.05 + 1e-7 and change[2].max() > 0
+    assert torch.equal(change[:2], torch.zeros_like(change[:2]))
+    assert all(torch.equal(before[n], p) for n, p in m.state_dict().items() if n != "blocks.1.mlp.w_out")
+    assert all(p.grad is None for p in m.parameters())
+    edit.undo()
+    assert all(torch.equal(before[n], p) for n, p in m.state_dict().items())
+
+
+def test_a_mixture_of_experts_mlp_is_refused():
+    m = model(mlp=moe(2))
+    with pytest.raises(ValueError, match="dense MLP"):
+        apply_rank_one(m, 0, torch.zeros(K, 32), torch.zeros(K, 16), torch.eye(32).expand(K, 32, 32))

@@ -66,7 +66,7 @@ OVERALL, HELD_OUT = "overall", "held-out"
 
 
 class Config(StudyConfig):
-    seeds: int = Field(5, ge=1, description="independent repetitions (one MLP each, all trained as one ensemble)")
+    seeds: int = Field(20, ge=1, description="independent repetitions (one MLP each, all trained as one ensemble)")
     n_values: int = Field(8, ge=2, le=64, description="values per attribute: n x n combinations, n labels")
     dim: int = Field(16, gt=0, description="dimension of each attribute's prototype vector")
     noise: float = Field(0.2, ge=0, description="std of the Gaussian noise added to each prototype coordinate")
@@ -78,7 +78,7 @@ class Config(StudyConfig):
     hidden: int = Field(64, gt=0, description="hidden units of the one-hidden-layer MLP")
     batch_size: int = Field(64, gt=0, description="examples per step per seed")
     lr: float = Field(3e-3, gt=0, description="Adam learning rate (constant)")
-    steps: int = Field(30000, gt=0, description="training steps (the budget a censored combination exceeds)")
+    steps: int = Field(60000, gt=0, description="training steps (the budget a censored combination exceeds)")
     eval_points: int = Field(120, ge=2, description="log-spaced evaluations from step 1 to the last (plus step 0)")
     eval_per_combo: int = Field(64, gt=0, description="fixed renderings per combination at each evaluation")
 

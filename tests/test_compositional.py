@@ -89,3 +89,17 @@ def test_smoke_run_end_to_end(tmp_path):
     assert model.n_models == len(cfg.arm_names) * cfg.seeds
     src = torch.as_tensor(scan.encode(scan.all_commands()[:3])[0])[None].expand(model.n_models, -1, -1)
     assert model.greedy(src, 5, scan.BOS, scan.EOS).shape == (model.n_models, 3, 5)
+
+
+def test_members_with_smaller_test_sets_are_scored_on_their_own_lines_only():
+    cfg = d1.Config(splits=["simple", "turn_left"], curve=[], seeds=1, eval_size=1500)
+    data = d1.Data(cfg, [("simple", 0), ("turn_left", 0)])
+    src, tgt, valid = data.test_set()
+    assert valid.sum(1).tolist() == [1500, 1208] and src.shape[1] == 1500
+    exact = torch.ones(2, 1500, dtype=torch.bool)
+    exact[1, 1208:] = False  # padding rows: whatever they score must not count
+    token = torch.full((2, 1500), float("nan"))
+    token[:, :1208] = 0.5
+    token[0] = 0.5
+    assert d1._means(exact, valid).tolist() == [1.0, 1.0]
+    assert d1._means(token, valid).tolist() == [0.5, 0.5]

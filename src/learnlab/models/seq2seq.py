@@ -219,7 +219,7 @@ def decode_scores(pred: Tensor, target: Tensor, eos: int, pad: int = 0) -> tuple
     token = the share of target positions (eos included) where the prediction is right. Both [K, B]."""
     n = min(pred.shape[-1], target.shape[-1])
     right = (pred[..., :n] == target[..., :n]) | (target[..., :n] == pad)
-    real = (target != pad).sum(-1)
+    real = (target != pad).sum(-1).clamp(min=1)
     exact = right.all(-1)
     token = ((pred[..., :n] == target[..., :n]) & (target[..., :n] != pad)).sum(-1) / real
     return exact, token.to(torch.float32)

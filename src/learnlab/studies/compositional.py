@@ -192,7 +192,7 @@ def decode(model: EnsembleSeq2Seq, src: Tensor, tgt: Tensor, chunk: int = 500) -
 
 
 def _means(values: Tensor, valid: Tensor) -> Tensor:
-    return (values.float() * valid).sum(1) / valid.sum(1).clamp(min=1)
+    return torch.where(valid, values.float(), 0.0).sum(1) / valid.sum(1).clamp(min=1)
 
 
 def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:

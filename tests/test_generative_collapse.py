@@ -98,8 +98,10 @@ def test_the_vae_ensemble_equals_separate_trainings():
     cfg = smoke(vae_generations=1, vae_steps=10)
     together = gc.chain_vae(cfg, [0, 1], ["replace", "keep-30"], CTX)
     alone = gc.chain_vae(cfg, [1], ["keep-30"], CTX)
-    together = together[(together.seed == 1) & (together.arm == "keep-30")].reset_index(drop=True)
-    np.testing.assert_allclose(alone.value.to_numpy(), together.value.to_numpy(), atol=1e-4)
+    together = together[(together.seed == 1) & (together.arm == "keep-30")]
+    measured = [frame[frame.split != gc.GRID].reset_index(drop=True) for frame in (alone, together)]  # grid: chain 0
+    np.testing.assert_allclose(measured[0].value.to_numpy(), measured[1].value.to_numpy(), atol=1e-4)
+    assert set(alone[alone.split == gc.GRID].seed) == {1} and set(together[together.split == gc.GRID].seed) == set()
 
 
 def test_arms_differ_as_designed_from_the_same_start():
@@ -205,7 +207,7 @@ def test_smoke_run_end_to_end(in_tmp):
     assert cells["gaussian_var_median_g10"]["coverage"] >= 0.95
     assert 0 <= cells["vae_accuracy_g2"]["mean"] <= 1
     assert len(summary["claims"]) == len(gc.CLAIMS)
-    for model in gc.MODELS:
-        assert (in_tmp / "r" / f"{model}_generations.png").is_file()
+    for figure in [f"{model}_generations" for model in gc.MODELS] + ["vae_samples"]:
+        assert (in_tmp / "r" / f"{figure}.png").is_file(), figure
     kept = learnlab.load_run(in_tmp / "r").models["vae"]  # the last generation's VAE ensemble
     assert kept.model.k == 6 * len(gc.ARMS) and kept.members[0] == ("replace", 0)

@@ -24,7 +24,8 @@ digits' (`diversity`), the accuracy on them of a logistic regression trained on 
 (`accuracy`: the sample is scored against the digit it was conditioned on), and the ELBO of the real
 test digits (`elbo`, nats per image). Chains are the units: the table's cells are means with t-intervals
 over chains, and `*_median_g*` cells are medians with a distribution-free order-statistic interval
-(coverage ≥ 95%, stated in the cell).
+(coverage ≥ 95%, stated in the cell). The VAE samples figure reads the first chain's samples from
+split `sample` rows (step = generation · 64 + pixel).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ TRUTH = {  # model: the true distribution, a 1-D mixture (weights, means, varian
     "gmm": Mixture(np.array([[0.5, 0.5]]), np.array([[-2.0, 2.0]]), np.array([[1.0, 1.0]])),
 }
 SPLIT = "generation"  # rows of every generation (step = generation); the table takes chosen ones
+GRID = "sample"  # the VAE samples figure's pixels (step = generation · 64 + pixel)
 
 
 def kept_share(arm: str) -> float | None:
@@ -264,6 +266,7 @@ def chain_vae(cfg: Config, seeds: list[int], arms: list[str], ctx: RunContext) -
     real_spread = _spread(x_tr[None], y_tr, classes)[0]
     xs, ys = [x_tr] * k, [y_tr] * k
     values: dict[str, list[np.ndarray]] = {m: [] for m in ("var", "tail", "diversity", "accuracy", "elbo")}
+    grids: list[pd.DataFrame] = []
     with ctx.progress("vae chains", cfg.vae_generations + 1) as update:
         for g in range(cfg.vae_generations + 1):
             sizes = torch.tensor([len(p) for p in xs], dtype=torch.float32)
@@ -280,6 +283,7 @@ def chain_vae(cfg: Config, seeds: list[int], arms: list[str], ctx: RunContext) -
             values["tail"].append(((samples - real_mean).norm(dim=2) > far).float().mean(1).numpy())
             values["diversity"].append((_spread(samples, labels, classes) / real_spread).numpy())
             values["elbo"].append(elbo.numpy())
+            grids.append(_grid_rows(members, seeds[0], g, samples, labels))
             update(g + 1)
             if g == cfg.vae_generations:
                 break
@@ -313,7 +317,22 @@ def chain_vae(cfg: Config, seeds: list[int], arms: list[str], ctx: RunContext) -
     )
     frame = _rows("vae", members, {m: np.stack(v) for m, v in values.items()})
     real_acc = float((clf.predict(x_te.numpy()) == y_te.numpy()).mean())
-    return pd.concat([frame, member_rows(members, [0], np.full((1, k), real_acc), "test", "vae_accuracy_real")])
+    real = member_rows(members, [0], np.full((1, k), real_acc), "test", "vae_accuracy_real")
+    return pd.concat([frame, real, *grids])
+
+
+def _grid_rows(
+    members: list[tuple[str, int]], seed: int, g: int, samples: torch.Tensor, y: torch.Tensor
+) -> pd.DataFrame:
+    """The first chain's first sample of each digit, per arm, for the samples figure: split `sample`, metric
+    `vae_digit{d}`, step = generation · 64 + pixel (the long format has no pixel column)."""
+    first = [j for j, (_, s) in enumerate(members) if s == seed]
+    frames = []
+    for d in range(digits.N_CLASSES):
+        pixels = samples[first][:, int(torch.nonzero(y == d)[0])]  # [arms, 64]
+        steps = [g * digits.N_PIXELS + p for p in range(digits.N_PIXELS)]
+        frames.append(member_rows([members[j] for j in first], steps, pixels.T.numpy(), GRID, f"vae_digit{d}"))
+    return pd.concat(frames)
 
 
 def measure(cfg: Config, ctx: RunContext) -> pd.DataFrame:
@@ -526,7 +545,41 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
             f"{model}: per generation, the median over chains (line) and interquartile range (band) per arm; {shown}."
         )
         out[f"{model}_generations"] = captioned(fig, caption)
+    grid = metrics[metrics.split == GRID]
+    if len(grid):
+        out["vae_samples"] = _samples_figure(grid)
     return out
+
+
+def _samples_figure(grid: pd.DataFrame) -> Any:
+    """One panel per arm: a row of digits 0-9 per generation (at most 6 generations shown)."""
+    import matplotlib.pyplot as plt
+
+    from learnlab.reporting.figures import captioned
+
+    arms = list(dict.fromkeys(grid.arm))
+    last = int(grid.step.max()) // digits.N_PIXELS
+    shown = sorted({round(x) for x in np.linspace(0, last, min(6, last + 1))})
+    side = int(math.isqrt(digits.N_PIXELS))
+    fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 0.4 * len(shown) + 0.8), squeeze=False)
+    for ax, arm in zip(axes[0], arms, strict=True):
+        rows = []
+        for g in shown:
+            steps = range(g * digits.N_PIXELS, (g + 1) * digits.N_PIXELS)
+            part = grid[(grid.arm == arm) & grid.step.isin(steps)]
+            images = [part[part.metric == f"vae_digit{d}"].sort_values("step").value.to_numpy() for d in range(10)]
+            rows.append(np.hstack([im.reshape(side, side) for im in images]))
+        ax.imshow(np.vstack(rows), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_yticks([side * (i + 0.5) for i in range(len(shown))], [f"g{g}" for g in shown])
+        ax.set_xticks([])
+        ax.set_title(arm, fontsize=9)
+    fig.tight_layout()
+    seed = int(grid.seed.iloc[0])
+    caption = (
+        f"VAE samples of chain {seed}: per arm, one decoder mean per digit 0–9 (columns), conditioned on the digit, "
+        "at the generations shown (rows)."
+    )
+    return captioned(fig, caption)
 
 
 # ratios and log-likelihoods print as numbers, not percentages (the generations any preset reports)

@@ -114,3 +114,30 @@ def test_tracing_leaves_the_model_as_it_was():
     assert all(torch.equal(before[n], p) for n, p in m.state_dict().items())
     assert torch.equal(m(tokens), out)
     assert not m._forward_hooks and all(not mod._forward_hooks for mod in m.modules())
+
+
+def test_padded_prompts_read_at_their_own_last_token():
+    m = model()
+    tokens, subject, target = prompts()
+    lengths = torch.tensor([T, 4, 5])
+    mask = (torch.arange(T) < lengths[:, None]).expand(K, B, T)
+    read = (lengths - 1).expand(K, B)
+    names = ["blocks.1.hook_resid_post"]
+    clean, cache = clean_run(m, tokens, target, read, names, attention_mask=mask)
+    noise = embedding_noise(m, subject, 2, generator=torch.Generator().manual_seed(0))
+    where = torch.zeros(T, dtype=torch.bool)
+    where[1] = True
+    restore = [{}, {names[0]: where}]
+    padded = patched_probs(m, tokens, target, noise, restore, cache, read, attention_mask=mask)
+    for b, n in enumerate(lengths.tolist()):
+        alone = tokens[:, b : b + 1, :n]
+        c, alone_cache = clean_run(m, alone, target[:, b : b + 1], names=names)
+        assert torch.allclose(c[:, 0], clean[:, b], atol=1e-6)
+        got = patched_probs(
+            m, alone, target[:, b : b + 1], noise[:, :, b : b + 1, :n], restore_at(restore, n), alone_cache
+        )
+        assert torch.allclose(got[:, 0], padded[:, b], atol=1e-6)
+
+
+def restore_at(restore, n):
+    return [{name: where[:n] for name, where in entry.items()} for entry in restore]

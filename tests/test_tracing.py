@@ -141,3 +141,18 @@ def test_padded_prompts_read_at_their_own_last_token():
 
 def restore_at(restore, n):
     return [{name: where[:n] for name, where in entry.items()} for entry in restore]
+
+
+def test_a_looped_transformer_is_traced_over_its_block_applications():
+    from learnlab.interventions.tracing import block_prefixes
+    from learnlab.models.looped import LoopedTransformer
+
+    m = LoopedTransformer(K, V, CTX, d_model=16, loops=3, block_layers=1, n_heads=2, d_mlp=32, n_out=V)
+    m.reset_parameters([torch.Generator().manual_seed(i) for i in range(K)])
+    assert block_prefixes(m) == ["loops.0.blocks.0", "loops.1.blocks.0", "loops.2.blocks.0"]
+    tokens, subject, target = prompts()
+    trace = causal_trace(m, tokens, subject, target, n_samples=2, noise_std=0.0)
+    assert trace.restored.shape == (K, B, 3, T) and torch.equal(trace.recovery(), torch.ones(K, B, 3, T))
+    noisy = causal_trace(m, tokens, subject, target, n_samples=2, generator=torch.Generator().manual_seed(0))
+    assert (noisy.total_effect.abs() > 0).all()
+    assert torch.allclose(noisy.restored[..., -1, -1], noisy.clean, atol=1e-6)  # the last loop's output

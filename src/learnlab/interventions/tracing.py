@@ -12,7 +12,8 @@ Conventions, as ROME's code:
   token-embedding matrix `w_embed`; ROME takes that of its subjects' embeddings). The same `n_samples`
   noise draws serve every restoration (common random numbers), and probabilities are averaged over them
   (the softmax of each draw, then the mean).
-- "The state at (layer l, position t)": `residual` is block l's output `blocks.{l}.hook_resid_post`;
+- "The state at (layer l, position t)": `residual` is block l's output `blocks.{l}.hook_resid_post`
+  (a looped model's layers are its block applications, `loops.{t}.blocks.{l}`: `block_prefixes`);
   `mlp` and `attention` restore that sublayer's output (`blocks.{l}.hook_mlp_out`, `.hook_attn_out`) at
   position t, and, with `window` w > 1, at every layer of range(max(0, l - w // 2), min(L, l - (-w // 2)))
   (ROME used w = 10 of GPT-2 XL's 48 layers; w = 1, the default, restores layer l alone).
@@ -25,6 +26,7 @@ Hooks are passed to the forward call, never registered, so the model is left as 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -37,6 +39,7 @@ from learnlab.models.transformer import EnsembleTransformer, Hooks
 Kind = Literal["residual", "mlp", "attention"]
 KIND_HOOK = {"residual": "hook_resid_post", "mlp": "hook_mlp_out", "attention": "hook_attn_out"}
 NOISE_MULTIPLIER = 3.0
+BLOCK = re.compile(r"(.+\.)?blocks\.\d+")
 
 
 @dataclass(frozen=True)
@@ -88,13 +91,20 @@ def noise_scale(model: EnsembleTransformer, noise_std: float | Tensor | None = N
     return torch.as_tensor(noise_std, dtype=model.w_embed.dtype, device=model.w_embed.device).expand(k).clone()
 
 
+def block_prefixes(model: EnsembleTransformer) -> list[str]:
+    """The model's blocks in forward order, by hook prefix: "blocks.0", "blocks.1", ... (a looped model's
+    "loops.0.blocks.0", ..., one per block application). Layer l of a trace is block_prefixes(model)[l]."""
+    suffix = ".hook_resid_post"
+    return [n[: -len(suffix)] for n in model.hook_names() if n.endswith(suffix) and BLOCK.fullmatch(n[: -len(suffix)])]
+
+
 def n_layers(model: EnsembleTransformer) -> int:
-    """How many blocks carry `blocks.{l}.hook_resid_post` (works for any model with learnlab's hook names)."""
-    return sum(1 for name in model.hook_names() if name.startswith("blocks.") and name.endswith(".hook_resid_post"))
+    return len(block_prefixes(model))
 
 
-def hook_name(kind: Kind, layer: int) -> str:
-    return f"blocks.{layer}.{KIND_HOOK[kind]}"
+def hook_name(kind: Kind, layer: int, prefixes: Sequence[str] | None = None) -> str:
+    """The hook point of `kind` at trace layer `layer` (prefixes: `block_prefixes(model)`; default blocks.{l})."""
+    return f"{f'blocks.{layer}' if prefixes is None else prefixes[layer]}.{KIND_HOOK[kind]}"
 
 
 def window_layers(layer: int, window: int, layers: int) -> range:
@@ -141,7 +151,7 @@ def clean_run(
     """The clean probability of the target [K, B] and the clean activations at `names`."""
     k, b, t = tokens.shape
     with torch.no_grad():
-        logits, cache = model.run_with_cache(tokens, list(names), attention_mask=attention_mask)
+        logits, cache = model.run_with_cache(tokens, list(names), **_masked(attention_mask))
     read = _per_member(read_at, k, b) % t
     return _target_prob(logits, _per_member(target, k, b).to(tokens.device), read.to(tokens.device)), cache
 
@@ -169,10 +179,15 @@ def patched_probs(
     mask = None if attention_mask is None else attention_mask[:, None, None].expand(expand).reshape(k, -1, t)
     hooks = _hooks(noise, restore, clean or {}, expand)
     with torch.no_grad():
-        logits = model(batch_tokens, attention_mask=mask, hooks=hooks)
+        logits = model(batch_tokens, hooks=hooks, **_masked(mask))
     tgt = _per_member(target, k, b).to(tokens.device)[:, None, None].expand(k, r, s, b).reshape(k, -1)
     read = (_per_member(read_at, k, b).to(tokens.device) % t)[:, None, None].expand(k, r, s, b).reshape(k, -1)
     return _target_prob(logits, tgt, read).view(k, r, s, b).mean(dim=2).permute(0, 2, 1)
+
+
+def _masked(attention_mask: Tensor | None) -> dict[str, Tensor]:
+    """The forward's attention_mask kwarg, only when there is one (a looped model takes none)."""
+    return {} if attention_mask is None else {"attention_mask": attention_mask}
 
 
 def _hooks(noise: Tensor, restore: Sequence[Mapping[str, Tensor]], clean: Mapping[str, Tensor], expand: tuple) -> Hooks:
@@ -230,23 +245,24 @@ def causal_trace(
     One forward per layer, all positions batched: memory ~ len(positions) x n_samples x B prompts."""
     if kind not in KIND_HOOK:
         raise ValueError(f"kind must be one of {sorted(KIND_HOOK)}, got {kind!r}")
-    total = n_layers(model)
+    prefixes = block_prefixes(model)
+    total = len(prefixes)
     layers = tuple(range(total)) if layers is None else tuple(layers)
     positions = tuple(range(tokens.shape[-1])) if positions is None else tuple(positions)
     width = window if kind != "residual" else 1
-    names = sorted({hook_name(kind, m) for layer in layers for m in window_layers(layer, width, total)})
+    names = sorted({hook_name(kind, m, prefixes) for layer in layers for m in window_layers(layer, width, total)})
     clean, cache = clean_run(model, tokens, target, read_at, names, attention_mask)
     std = noise_scale(model, noise_std)
     noise = embedding_noise(model, corrupt, n_samples, std, generator)
     corrupt_p = patched_probs(model, tokens, target, noise, [{}], None, read_at, attention_mask)[..., 0]
     per_layer = []
     for layer in layers:
-        restore = [_at(pos, tokens.shape[-1], tokens.device, layer, kind, width, total) for pos in positions]
+        restore = [_at(pos, tokens.shape[-1], tokens.device, layer, kind, width, prefixes) for pos in positions]
         per_layer.append(patched_probs(model, tokens, target, noise, restore, cache, read_at, attention_mask))
     return Trace(clean, corrupt_p, torch.stack(per_layer, dim=2), layers, positions, kind, width, std)
 
 
-def _at(pos: int, t: int, device: torch.device, layer: int, kind: Kind, window: int, total: int) -> dict[str, Tensor]:
+def _at(pos: int, t: int, device: torch.device, layer: int, kind: Kind, window: int, prefixes: Sequence[str]) -> dict:
     where = torch.zeros(t, dtype=torch.bool, device=device)
     where[pos] = True
-    return {hook_name(kind, m): where for m in window_layers(layer, window, total)}
+    return {hook_name(kind, m, prefixes): where for m in window_layers(layer, window, len(prefixes))}

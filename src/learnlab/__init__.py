@@ -25,6 +25,7 @@ __all__ = [
     "list_studies",
     "load_run",
     "report",
+    "reproduce",
     "resolve",
     "resume",
     "run",
@@ -37,6 +38,9 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     """An API name (or the `api` module itself, as `from learnlab import api` asks for it), loading the API."""
+    if name == "reproduce":  # above the API: it runs studies through it
+        _load_api()
+        return importlib.import_module("learnlab.sweeps.reproduce").reproduce
     if name == "api" or name in __all__:
         api = _load_api()
         return api if name == "api" else getattr(api, name)

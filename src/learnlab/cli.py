@@ -1,4 +1,4 @@
-"""The `learnlab` command line: list, show, run, resume, report, runs, sweep, export.
+"""The `learnlab` command line: list, show, run, resume, report, runs, sweep, reproduce, export.
 
 Bad input (unknown study, key or value) prints one line naming the problem and exits with code 2,
 before any run directory is created.
@@ -309,6 +309,34 @@ def sweep(study, grid, preset, seeds, arms, sets, device, quiet, backend, addres
     screen = _console()
     screen.print(escape(result.headline_markdown(api.get_study(study).headline)), highlight=False, soft_wrap=True)
     screen.print(f"sweep directory: {escape(str(result.out))} (all metrics: sweep.md, sweep.parquet)", highlight=False)
+
+
+@app.command()
+@click.option("--preset", default="laptop", show_default=True, help="every study's preset of this name")
+@click.option("--only", metavar="A1,C3,...", help="studies by STUDIES.md code or name (default: all)")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", help="Ray cluster address (default: start a local one)")
+@click.option("--device", help="cpu, cuda, cuda:1, ... (default: each preset's)")
+@click.option("--out", type=click.Path(path_type=Path), help="default runs/reproduce-PRESET; an existing one continues")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def reproduce(preset, only, backend, address, device, out, quiet) -> None:
+    """Run every study (or --only some) and write an index page of all verdicts (index.html, index.md).
+
+    Run again to continue: finished studies are kept, an interrupted one resumes."""
+    from learnlab.sweeps.reproduce import reproduce as run_all
+
+    names = [n.strip() for n in only.split(",")] if only is not None else None
+    if names is not None and not all(names):
+        raise LearnlabError(f"--only {only!r}: name at least one study, separated by commas")
+    result = run_all(
+        preset=preset, only=names, backend=backend, address=address, device=device, out=out, progress=not quiet
+    )
+    for study in result["studies"]:
+        done = f"{study['wall_seconds']:.0f} s" if "wall_seconds" in study else f"did not finish: {study['error']}"
+        click.echo(f"  {study['study']:<24} {done}")
+    minutes = result["total_seconds"] / 60
+    click.echo(f"{result['summary_line']}; {minutes:.1f} min in all")
+    click.echo(f"index: {result['index']}")
 
 
 @app.command()

@@ -17,6 +17,37 @@ import pandas as pd
 Block = tuple[str, Any]
 
 
+class Badge(str):
+    """A table cell shown as a verdict badge (bold in Markdown)."""
+
+
+class Link(str):
+    """A table cell that links to `href` (a path relative to the page)."""
+
+    href: str
+
+    def __new__(cls, text: str, href: str) -> Link:
+        link = super().__new__(cls, text)
+        link.href = href
+        return link
+
+
+def _md_cell(cell: Any) -> str:
+    if isinstance(cell, Badge):
+        return f"**{cell}**"
+    if isinstance(cell, Link):
+        return f"[{cell}]({cell.href})"
+    return str(cell).replace("|", "\\|").replace("\n", " ")
+
+
+def _html_cell(cell: Any) -> str:
+    if isinstance(cell, Badge):
+        return f'<span class="badge" style="background:{BADGE.get(cell, "#666")}">{html.escape(cell)}</span>'
+    if isinstance(cell, Link):
+        return f'<a href="{html.escape(cell.href)}">{html.escape(cell)}</a>'
+    return _inline(str(cell))
+
+
 # how a metric's numbers print: a fraction as percent, a difference of fractions as signed percentage
 # points, anything else plain; None guesses percent for a value in [0, 1]
 Unit = Literal["percent", "points", "plain"]
@@ -275,7 +306,7 @@ def to_markdown(doc: list[Block]) -> str:
         elif kind == "table":
             header, rows = body
             lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows] + [""]
         elif kind == "img":
             file, caption = body
             lines += [f"![{caption}]({file})", "", f"*{caption}*", ""]
@@ -314,7 +345,7 @@ def to_html(doc: list[Block], run_dir: Path) -> str:
         elif kind == "table":
             header, rows = content
             head = "".join(f"<th>{_inline(h)}</th>" for h in header)
-            cells = "".join("<tr>" + "".join(f"<td>{_inline(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+            cells = "".join("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in r) + "</tr>" for r in rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
         elif kind == "img":
             file, caption = content

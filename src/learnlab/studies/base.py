@@ -9,6 +9,7 @@ shared.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,12 @@ class Study:
     derived: Callable[[pd.DataFrame, Any], Table] | None = None
     plain_metrics: tuple[str, ...] = ()  # metrics that are numbers, not fractions, even inside [0, 1]
     point_metrics: tuple[str, ...] = ()  # differences of fractions: signed percentage points
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The STUDIES.md sections it reproduces, from its title's closing parentheses: '... (C2, C7)'."""
+        tail = self.title.rsplit("(", 1)[-1].rstrip(")") if self.title.endswith(")") else ""
+        return tuple(c for c in (part.strip() for part in tail.split(",")) if re.fullmatch(r"[A-Z]\d+", c))
 
     def describe(self) -> str:
         return f"{self.name:<22} {self.title} [presets: {', '.join(self.presets)}]"

@@ -103,3 +103,18 @@ def test_topk_output_is_the_gated_sum_of_its_experts():
 def test_bad_routing_is_refused():
     with pytest.raises(ValueError, match="top_k"):
         MoEMLP(1, D, DM, n_experts=2, top_k=3)
+
+
+def test_an_moe_transformer_is_kept_and_rebuilt():
+    from learnlab.models.moe import MoETransformer
+    from learnlab.store.models import ModelKeeper
+
+    m = MoETransformer(2, V, CTX, d_model=D, n_layers=1, n_heads=2, d_mlp=DM, n_out=V, n_experts=3, top_k=2)
+    m.reset_parameters([torch.Generator().manual_seed(i) for i in range(2)])
+    keeper = ModelKeeper("final")
+    keeper.keep("moe", m, [("moe", 0), ("moe", 1)], kwargs=m.kwargs)
+    kept = keeper.result().ensembles()["moe"]
+    assert isinstance(kept.model, MoETransformer) and kept.model.blocks[0].mlp.top_k == 2
+    x = tokens(k=2)
+    assert torch.equal(kept(x), m(x))
+    assert torch.allclose(kept.member(1)(x[1:]), m(x)[1:], atol=1e-6)  # one member alone

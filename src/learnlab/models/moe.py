@@ -25,13 +25,13 @@ rounding: the shared buffer's length C is the largest load over members).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from learnlab.models.transformer import Hooks, MLPFactory, _apply
+from learnlab.models.transformer import EnsembleTransformer, Hooks, MLPFactory, _apply
 
 SWITCH_ALPHA = 0.01
 
@@ -98,6 +98,34 @@ def moe(n_experts: int = 4, top_k: int = 1, alpha: float = SWITCH_ALPHA) -> MLPF
         return MoEMLP(n_models, d_model, d_mlp, n_experts=n_experts, top_k=top_k, alpha=alpha)
 
     return factory
+
+
+class MoETransformer(EnsembleTransformer):
+    """An `EnsembleTransformer` whose every MLP is an `MoEMLP`, built from plain kwargs (`self.kwargs`), so a
+    run keeps it and `learnlab.load_run` rebuilds it: `ctx.keep_model(name, model, members, kwargs=model.kwargs)`.
+    d_mlp is each expert's width."""
+
+    def __init__(
+        self,
+        n_models: int,
+        vocab_size: int,
+        n_ctx: int,
+        d_model: int = 32,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        d_mlp: int = 128,
+        n_out: int = 1,
+        n_experts: int = 4,
+        top_k: int = 1,
+        alpha: float = SWITCH_ALPHA,
+    ):
+        factory = moe(n_experts, top_k, alpha)
+        super().__init__(n_models, vocab_size, n_ctx, d_model, n_layers, n_heads, d_mlp, n_out, factory)
+        self.kwargs: dict[str, Any] = {
+            "n_models": n_models, "vocab_size": vocab_size, "n_ctx": n_ctx, "d_model": d_model,
+            "n_layers": n_layers, "n_heads": n_heads, "d_mlp": d_mlp, "n_out": n_out, "n_experts": n_experts,
+            "top_k": top_k, "alpha": alpha,
+        }  # fmt: skip
 
 
 def moe_layers(model: nn.Module) -> dict[str, MoEMLP]:

@@ -7,6 +7,7 @@ import torch
 from learnlab.interventions.editing import (
     IGNORE,
     apply_rank_one,
+    corpus_covariance,
     finetune_layer,
     key_covariance,
     label_nll,
@@ -65,6 +66,17 @@ def test_covariance_mask_and_ridge():
     ridged = key_covariance(keys, ridge=0.1)
     plain = key_covariance(keys)
     assert torch.allclose(ridged - plain, 0.1 * plain.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * torch.eye(4))
+
+
+def test_corpus_covariance_accumulates_batches_and_leaves_padding_out():
+    m = model()
+    data = corpus(k=1, n=10)[0]
+    data[3:, 4:] = 0  # token 0 as padding
+    batches = [data[:4], data[4:]]
+    got = corpus_covariance(m, batches, 1, pad_id=0)
+    keys = mlp_keys(m, data.expand(K, -1, -1), 1)
+    assert torch.allclose(got, key_covariance(keys, (data != 0).flatten().expand(K, -1)), atol=1e-10)
+    assert not torch.allclose(got, key_covariance(keys), atol=1e-4)
 
 
 def test_edit_on_a_transformer_writes_v_star_for_its_member_only_and_undoes_bit_for_bit():

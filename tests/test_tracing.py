@@ -12,6 +12,7 @@ from learnlab.interventions.tracing import (
     embedding_noise,
     patched_probs,
     recovery,
+    subject_embedding_std,
     window_layers,
 )
 from learnlab.models.transformer import EnsembleTransformer
@@ -93,6 +94,14 @@ def test_members_are_traced_independently():
     where[2] = True
     got = patched_probs(single, tokens[1:2], target[1:2], noise, [{"blocks.1.hook_mlp_out": where}], cache)
     assert torch.allclose(got[0, :, 0], trace.restored[1, :, 1, 2], atol=1e-6)
+
+
+def test_subject_embedding_std():
+    m = model()
+    tokens, subject, _ = prompts()
+    got = subject_embedding_std(m, tokens, subject)
+    for k in range(K):
+        assert torch.isclose(got[k], m.w_embed[k][tokens[k][subject]].std())
 
 
 def test_rome_window_convention():

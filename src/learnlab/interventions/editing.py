@@ -23,7 +23,7 @@ Every edit returns an `Edit` handle (also a context manager) holding the edited 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -90,6 +90,36 @@ def key_covariance(keys: Tensor, mask: Tensor | None = None, ridge: float = 0.0)
     if ridge:
         scale = ridge * cov.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None]
         cov = cov + scale * torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+    return cov
+
+
+def corpus_covariance(
+    model: EnsembleTransformer,
+    batches: Iterable[Tensor],
+    layer: int,
+    pad_id: int | None = None,
+    ridge: float = 0.0,
+) -> Tensor:
+    """C over a corpus too large for one batch: keys of every non-padding token of `batches` (tokens
+    [K, B, T] or [B, T], the same for every member), summed in float64 batch by batch: [K, d_mlp, d_mlp].
+    Padding (pad_id) is left out; keys at real tokens do not see it (causal attention, right padding)."""
+    total: Tensor | None = None
+    count: Tensor | None = None
+    k = model.n_models
+    for tokens in batches:
+        tokens = tokens.expand(k, *tokens.shape[-2:]) if tokens.dim() == 2 else tokens
+        keys = mlp_keys(model, tokens, layer).double()
+        weight = torch.ones(keys.shape[:-1], dtype=keys.dtype, device=keys.device)
+        if pad_id is not None:
+            weight = (tokens != pad_id).flatten(1).to(keys.dtype)
+        part = torch.einsum("kn,kni,knj->kij", weight, keys, keys)
+        total = part if total is None else total + part
+        count = weight.sum(1) if count is None else count + weight.sum(1)
+    if total is None or count is None:
+        raise ValueError("corpus_covariance needs at least one batch")
+    cov = total / count[:, None, None]
+    if ridge:
+        cov = cov + ridge * cov.diagonal(dim1=-2, dim2=-1).mean(-1)[:, None, None] * torch.eye(cov.shape[-1]).to(cov)
     return cov
 
 

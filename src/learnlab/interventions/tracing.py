@@ -8,8 +8,9 @@ recovery = IE / TE.
 
 Conventions, as ROME's code:
 - The noise is added to the token embeddings (`hook_embed`, before the position embeddings are added),
-  at the corrupted positions only; std = 3 x the embedding std (here the std of the member's whole
-  token-embedding matrix `w_embed`; ROME takes that of its subjects' embeddings). The same `n_samples`
+  at the corrupted positions only; std = 3 x the embedding std (by default the std of the member's whole
+  token-embedding matrix `w_embed`; ROME takes that of its subjects' embeddings: pass
+  noise_std = 3 * subject_embedding_std(model, tokens, subject)). The same `n_samples`
   noise draws serve every restoration (common random numbers), and probabilities are averaged over them
   (the softmax of each draw, then the mean).
 - "The state at (layer l, position t)": `residual` is block l's output `blocks.{l}.hook_resid_post`
@@ -81,6 +82,15 @@ def recovery(clean: Tensor, corrupt: Tensor, restored: Tensor, tol: float = 1e-6
 def embedding_std(model: EnsembleTransformer) -> Tensor:
     """Each member's token-embedding std over its whole embedding matrix: [K]."""
     return model.w_embed.detach().flatten(1).std(dim=1)
+
+
+def subject_embedding_std(model: EnsembleTransformer, tokens: Tensor, subject: Tensor) -> Tensor:
+    """ROME's noise reference: the std of the token embeddings at the subject positions of a set of prompts
+    (tokens [K, B, T], subject [B, T] or [K, B, T] bool), per member [K]; x 3 gives `noise_std`."""
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, ["hook_embed"], stop_at_layer=0)
+    mask = subject.expand(tokens.shape).to(tokens.device)
+    return torch.stack([cache["hook_embed"][k][mask[k]].std() for k in range(tokens.shape[0])])
 
 
 def noise_scale(model: EnsembleTransformer, noise_std: float | Tensor | None = None) -> Tensor:

@@ -120,6 +120,25 @@ def test_rome_edit_makes_the_model_emit_the_new_target():
     assert torch.allclose(label_nll(m(prompts), labels), before)
 
 
+def test_the_essence_term_keeps_the_subjects_own_distribution():
+    m = model()
+    prompts = corpus(n=4)
+    prompts[:, :, 1:] = prompts[:, :1, 1:]
+    labels = torch.full_like(prompts, IGNORE)
+    labels[:, :, -1] = (m(prompts)[:, :1, -1].argmax(-1) + 1) % V
+    essence = prompts[:, :, :3]  # "{prefix} {subject}": its next token at the subject's last position, 2
+    cov = key_covariance(mlp_keys(m, corpus(), 0))
+    before = m(essence)[:, :, 2].log_softmax(-1)
+
+    def shift(**kw):
+        with rome_edit(m, prompts, labels, 0, 2, cov, steps=20, stop_below=0.0, **kw):
+            after = m(essence)[:, :, 2].log_softmax(-1)
+        return (before.exp() * (before - after)).sum(-1).mean(-1)  # KL(unedited || edited) [K]
+
+    free, held = shift(), shift(essence=(essence, 2), kl_factor=10.0)
+    assert (free > 1e-3).all() and (held < free).all()
+
+
 def test_finetuning_baseline_bounded_and_undone():
     m = model()
     before = {n: p.clone() for n, p in m.state_dict().items()}

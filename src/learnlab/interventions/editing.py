@@ -14,8 +14,8 @@ w_out' = w_out + (C^-1 k*) (v* - k* @ w_out - b_out)^T / (k*^T C^-1 k*), per mem
 
 v* is found as ROME does: a vector delta added to the MLP output at the subject's last token of each
 prompt, optimised by gradient steps so that the model emits the target (mean negative log-likelihood of the
-labelled tokens), with a norm penalty and its norm clamped to `clamp_norm` x that of the original value;
-v* = the prompts' mean original value + delta. ROME's KL term on "essence" prompts is not implemented.
+labelled tokens), with a norm penalty, its norm clamped to `clamp_norm` x that of the original value, and
+optionally ROME's KL term on "essence" prompts; v* = the prompts' mean original value + delta.
 
 Every edit returns an `Edit` handle (also a context manager) holding the edited members' original weights:
 `undo()` restores them bit for bit. Members not edited are never written.
@@ -23,9 +23,10 @@ Every edit returns an `Edit` handle (also a context manager) holding the edited 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -200,6 +201,8 @@ def optimise_value(
     weight_decay: float = 0.5,
     clamp_norm: float = 4.0,
     stop_below: float = 0.05,
+    essence: tuple[Tensor, Tensor | int] | None = None,
+    kl_factor: float = 0.0625,
     attention_mask: Tensor | None = None,
 ) -> Tensor:
     """v* [K, d_model]: the MLP output at the subject's last token that makes the model emit `labels`.
@@ -208,7 +211,9 @@ def optimise_value(
     that predict them (IGNORE elsewhere); position the subject's last token (int or [K, B]). Adam on a delta
     added to `blocks.{layer}.hook_mlp_out` there, loss = mean NLL + weight_decay x |delta| / |v0|^2 (ROME's
     code's form), |delta| <= clamp_norm x |v0| (ROME's GPT-2 XL values: 0.5 and 4), v0 the mean original
-    value; stops early once every member's NLL is below stop_below (ROME: 0.05)."""
+    value; stops early once every member's NLL is below stop_below (ROME: 0.05). essence = (tokens
+    [K, B2, T2], the subject's last position there): ROME's essence prompts ("{subject} is a"), whose next-token
+    distribution at the subject is held near the unedited one by + kl_factor x KL(unedited || edited)."""
     name = f"blocks.{layer}.hook_mlp_out"
     at = _at_position(position, tokens.shape, tokens.device)
     with torch.no_grad():
@@ -218,18 +223,43 @@ def optimise_value(
     delta = torch.zeros_like(v0, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=lr)
     hooks = {name: lambda x, _: x + at * delta[:, None, None]}
+    kl = _essence_kl(model, name, delta, essence)
     for _ in range(steps):
         logits = model(tokens, attention_mask=attention_mask, hooks=hooks)
         nll = label_nll(logits, labels)
         if (nll < stop_below).all():
             break
-        loss = nll + weight_decay * delta.norm(dim=-1) / scale[:, 0] ** 2
+        loss = nll + weight_decay * delta.norm(dim=-1) / scale[:, 0] ** 2 + kl_factor * kl()
         (delta.grad,) = torch.autograd.grad(loss.sum(), [delta])
         opt.step()
         with torch.no_grad():
             norm = delta.norm(dim=-1, keepdim=True)
             delta.mul_(torch.where(norm > clamp_norm * scale, clamp_norm * scale / norm, torch.ones_like(norm)))
     return (v0 + delta).detach()
+
+
+def _essence_kl(
+    model: EnsembleTransformer, name: str, delta: Tensor, essence: tuple[Tensor, Tensor | int] | None
+) -> Callable[[], Tensor]:
+    """KL(unedited || edited) [K] of the next-token distribution at the essence prompts' subject position,
+    mean over those prompts (zero without essence prompts)."""
+    if essence is None:
+        return lambda: torch.zeros(delta.shape[0], device=delta.device)
+    tokens, position = essence
+    at = _at_position(position, tokens.shape, tokens.device)
+
+    def read(logits: Tensor) -> Tensor:
+        return ((logits * at).sum(2)).float().log_softmax(dim=-1)  # [K, B2, V]
+
+    with torch.no_grad():
+        before = read(model(tokens))
+    hooks = {name: lambda x, _: x + at * delta[:, None, None]}
+
+    def kl() -> Tensor:
+        after = read(model(tokens, hooks=hooks))
+        return (before.exp() * (before - after)).sum(-1).mean(-1)
+
+    return kl
 
 
 def rome_edit(
@@ -243,7 +273,7 @@ def rome_edit(
     key_tokens: Tensor | None = None,
     key_position: Tensor | int | None = None,
     attention_mask: Tensor | None = None,
-    **optimiser: float,
+    **optimiser: Any,
 ) -> Edit:
     """ROME end to end: k* from `key_tokens` (default the prompts) at `key_position` (default `position`),
     v* by `optimise_value` on (tokens, labels), then `apply_rank_one`. Returns the undo handle."""

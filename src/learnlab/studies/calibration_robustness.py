@@ -83,7 +83,7 @@ class Config(StudyConfig):
         200, ge=0, description="training digits (0: all but the validation fifth; the rest join the test set)"
     )
     pixel_noise: float = Field(0.3, description="share of pixels replaced by uniform noise on [-1, 1]")
-    occlusion: float = Field(0.25, description="share of the 8x8 image a random square patch hides")
+    occlusion: float = Field(0.15, description="share of the 8x8 image a random square patch hides")
     # sortedness-lstm
     lstm_steps: int = Field(1600, gt=0, description="A1's training steps of the concept TinyLSTM")
     lstm_eval_size: int = Field(500, gt=0, description="validation and test sequences per class")
@@ -410,13 +410,13 @@ def _falls(t: Table) -> tuple[bool | None, str]:
     )
 
 
-def _rises(t: Table, prefix: str) -> tuple[bool | None, str]:
-    """Every family and perturbation measured: the paired rise of ECE has its 95% CI above 0."""
+def _rises(t: Table, prefix: str, families: tuple[str, ...] = FAMILIES) -> tuple[bool | None, str]:
+    """Every perturbation of these families: the paired rise of ECE has its 95% CI above 0. A family the
+    run did not measure is missing evidence (undetermined) when named alone, and left out of "every family"."""
+    measured = [f for f in families if f in t] if len(families) > 1 else [families[0]]
     parts, outcomes = [], []
-    for family, perturbations in PERTURBATIONS.items():
-        if family not in t:
-            continue
-        for p in perturbations:
+    for family in measured:
+        for p in PERTURBATIONS[family]:
             rise = t[family][f"{prefix}{p}"]
             outcomes.append(above(rise))
             lo, hi = rise["ci95"]
@@ -428,6 +428,7 @@ def _rises(t: Table, prefix: str) -> tuple[bool | None, str]:
     return every(outcomes), "; ".join(parts)
 
 
+RISE = "(paired per-seed rise of ECE, perturbed minus clean, 95% CI above 0; the models as trained)"
 CLAIMS = (
     Claim(
         f"Temperature scaling cuts an over-trained model's ECE at least {FALL:.0f}× (the digits MLP: the 95% CI "
@@ -436,14 +437,23 @@ CLAIMS = (
         min_seeds=5,
     ),
     Claim(
-        "ECE rises under input perturbation (paired per-seed rise, 95% CI above 0, for every family and "
-        "perturbation measured; raw models)",
-        lambda t: _rises(t, "ece_rise_"),
+        f"Pixel noise and occlusion raise the digits MLP's ECE {RISE}",
+        lambda t: _rises(t, "ece_rise_", ("digits-mlp",)),
         min_seeds=5,
     ),
     Claim(
-        "A temperature fitted on clean data does not keep the model calibrated under perturbation (rise of the "
-        "scaled ECE, 95% CI above 0, every family and perturbation)",
+        f"Token substitution raises the sortedness LSTM's ECE {RISE}",
+        lambda t: _rises(t, "ece_rise_", ("sortedness-lstm",)),
+        min_seeds=5,
+    ),
+    Claim(
+        f"Paraphrase (held-out templates) raises the biography LM's ECE {RISE}",
+        lambda t: _rises(t, "ece_rise_", ("biography-lm",)),
+        min_seeds=5,
+    ),
+    Claim(
+        "A temperature fitted on clean data does not keep the models calibrated under perturbation (rise of the "
+        "scaled ECE, 95% CI above 0, for every perturbation of every family measured)",
         lambda t: _rises(t, "ece_ts_rise_"),
         min_seeds=5,
     ),

@@ -1,5 +1,7 @@
 """The mixture-of-experts MLP: one expert is the dense MLP, load sums to one, Switch's loss, members apart."""
 
+import copy
+
 import pytest
 import torch
 
@@ -48,6 +50,8 @@ def test_load_sums_to_one_and_aux_loss_is_exposed(top_k):
         assert torch.allclose(load.sum(-1), torch.ones(K))
     aux = moe_aux_loss(m)
     assert aux.shape == (K,) and aux.requires_grad
+    copied = copy.deepcopy(m)  # the kept loss is part of a graph: copies (quantized_copy, ...) must still work
+    assert torch.equal(copied(tokens()), out) and copied.blocks[0].mlp.aux_loss is not None
     (out.square().mean() + aux.sum()).backward()
     assert m.blocks[0].mlp.w_router.grad.abs().sum() > 0
 

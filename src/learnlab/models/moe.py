@@ -58,6 +58,10 @@ class MoEMLP(nn.Module):
     def hook_names(self) -> list[str]:
         return ["hook_router"]  # the router's logits [K, B, T, E]
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Without the last forward's loss (part of a graph, which deepcopy and pickle refuse)."""
+        return {**super().__getstate__(), "aux_loss": None, "load": None}
+
     def forward(self, x: Tensor, hooks: Hooks | None, prefix: str) -> Tensor:
         k, b, t, d = x.shape
         n, e, top = b * t, self.n_experts, self.top_k

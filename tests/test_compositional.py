@@ -35,6 +35,14 @@ def test_each_claim_holds_on_a_table_made_to_hold_it_and_fails_on_one_made_to_fa
     assert c.judge({"simple": table(HOLDS)["simple"]} if claim else {}).held is None  # arm not measured
 
 
+@pytest.mark.parametrize("claim", [2, 3])
+def test_a_failure_to_generalize_is_undetermined_unless_the_model_learned_the_simple_split(claim):
+    untrained = table({**HOLDS, "simple": 0.5})
+    verdict = d1.CLAIMS[claim].judge(untrained)
+    assert verdict.held is None and "not learned" in verdict.evidence
+    assert d1.CLAIMS[claim].judge(table({**FAILS, "simple": 0.9})).held is False
+
+
 def test_a_claim_whose_ci_straddles_its_bound_is_not_reproduced():
     straddle = {"simple": {"exact": describe([0.93, 0.97, 0.99, 0.94, 0.96])}}
     assert d1.CLAIMS[0].judge(straddle).held is False

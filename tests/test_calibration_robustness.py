@@ -206,7 +206,7 @@ def cli(argv: list[str]) -> tuple[int, str, str]:
     "override, named",
     [("n_bins=0", "n_bins"), ("n_bins=-2", "n_bins"), ("arms=[resnet-110]", "model family"),
      ("pixel_noise=1.5", "pixel_noise"), ("occlusion=-0.1", "occlusion"), ("substitution=2", "substitution"),
-     ("norm=l3", "norm")],
+     ("norm=l3", "norm"), ("lm_d_model=50", "lm_d_model")],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(in_tmp, override, named):
     code, _, err = cli([*RUN, "--set", override])

@@ -74,11 +74,11 @@ POINT_METRICS = tuple(f"{m}{p}" for m in ("accuracy_drop_", "ece_rise_", "ece_ts
 class Config(StudyConfig):
     n_bins: int = Field(15, description="equal-width confidence bins of the ECE and the reliability diagrams")
     norm: str = Field("l1", description="the calibration error's norm: l1 (ECE), l2 or max (MCE)")
-    seeds: int = Field(10, ge=1)
+    seeds: int = Field(10, ge=1, description="seeds: one member of each family's ensemble per seed")
     # digits-mlp
     mlp_hidden: int = Field(256, gt=0, description="the digits MLP's hidden width (two hidden layers)")
     mlp_steps: int = Field(1000, gt=0, description="Adam steps of 64 digits: over-training")
-    mlp_lr: float = Field(1e-2, gt=0)
+    mlp_lr: float = Field(1e-2, gt=0, description="the MLPs' Adam learning rate (no weight decay)")
     mlp_train_size: int = Field(
         200, ge=0, description="training digits (0: all but the validation fifth; the rest join the test set)"
     )
@@ -90,9 +90,9 @@ class Config(StudyConfig):
     substitution: float = Field(0.1, description="probability that a test token is replaced by another")
     # biography-lm
     lm_individuals: int = Field(100, gt=0, description="individuals of the biography world (N)")
-    lm_steps: int = Field(600, gt=0)
-    lm_d_model: int = Field(64, gt=0)
-    lm_layers: int = Field(2, gt=0)
+    lm_steps: int = Field(600, gt=0, description="training steps of 16 biographies")
+    lm_d_model: int = Field(64, gt=0, multiple_of=16, description="the transformer's width (heads of 16, MLP 4x)")
+    lm_layers: int = Field(2, gt=0, description="the transformer's layers")
     lm_pool: int = Field(40, ge=0, description="size of each non-name value pool (0: the paper's pools)")
     lm_eval_individuals: int = Field(100, gt=1, description="seen individuals scored: half validate, half test")
 

@@ -21,6 +21,7 @@ from learnlab.studies import (
     robustness,
     softmax_negatives,
     subliminal,
+    test_time_compute,
     warmup_curriculum,
 )
 from learnlab.studies.base import Study
@@ -46,6 +47,7 @@ STUDIES: dict[str, Study] = {
         rare_combinations.STUDY,
         generative_collapse.STUDY,
         calibration_robustness.STUDY,
+        test_time_compute.STUDY,
     )
 }
 

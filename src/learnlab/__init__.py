@@ -25,6 +25,7 @@ __all__ = [
     "list_studies",
     "load_run",
     "report",
+    "register_study",
     "reproduce",
     "resolve",
     "resume",

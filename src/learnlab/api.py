@@ -63,7 +63,7 @@ from learnlab.store.rundir import (
     read_summary,
     write_json,
 )
-from learnlab.studies import STUDIES, get_study  # noqa: F401 - re-exported
+from learnlab.studies import STUDIES, get_study, register_entry_points, register_study  # noqa: F401 - re-exported
 from learnlab.studies.base import COLUMNS, Study
 
 
@@ -478,3 +478,6 @@ def runs(root: str | Path = DEFAULT_ROOT) -> list[dict[str, Any]]:
     A damaged summary.json is skipped with a warning naming it."""
     found = find_runs(Path(root), on_skip=lambda message: warnings.warn(message, stacklevel=4))
     return [{**summary, "run_dir": str(path)} for path, summary in found]
+
+
+register_entry_points()  # last: a plugin's `learnlab.register_study` finds this module complete

@@ -92,3 +92,32 @@ def test_dropconnect_masks_are_per_member_nested_and_rescaled():
     other = dropconnect_copy(model, 0.2, ["w_hh"], gens([5, 1, 7]))
     assert torch.equal(other.w_hh[1], low.w_hh[1]) and not torch.equal(other.w_hh[0], low.w_hh[0])
     assert torch.equal(dropconnect_copy(model, 0.0, ["w_hh"], gens([0, 1, 2])).w_hh, model.w_hh)
+
+
+def test_kept_entries_stay_exact_and_leave_the_scale():
+    # 3 bits, q = 3; 9.0 kept: the scale is 1.2 / 3 = 0.4 (not 3.0), so 1.2, -0.5 -> 1.2, -0.4 and 9.0 stays
+    w = torch.tensor([9.0, 1.2, -0.5, 0.1])
+    keep = torch.tensor([True, False, False, False])
+    torch.testing.assert_close(
+        quantize_symmetric(w, 3, None, member_dim=None, keep=keep), torch.tensor([9.0, 1.2, -0.4, 0.0])
+    )
+    # without keep the outlier sets the grid (scale 3): everything else rounds to 0
+    torch.testing.assert_close(quantize_symmetric(w, 3, None, member_dim=None), torch.tensor([9.0, 0.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="shape"):
+        quantize_symmetric(w, 3, None, member_dim=None, keep=keep[:2])
+
+
+def test_quantized_copy_keeps_masked_entries_per_member():
+    model = EnsembleLSTMClassifier(2, 10, 4, 8)
+    w = model.get_parameter("w_ih")
+    keep = torch.zeros_like(w, dtype=torch.bool)
+    keep[1, 0, 0] = True
+    with torch.no_grad():
+        w[1, 0, 0] = 50.0
+    out = quantized_copy(model, 4, {"w_ih": None}, keep={"w_ih": keep})
+    q = out.get_parameter("w_ih")
+    assert q[1, 0, 0] == 50.0
+    assert torch.equal(q[0], quantize_symmetric(w[0], 4, None, member_dim=None))  # member 0 untouched by the mask
+    assert (q[1] != 0).sum() > 1  # member 1's other weights keep a grid fine enough not to vanish
+    with pytest.raises(ValueError, match="not quantized"):
+        quantized_copy(model, 4, {"w_ih": None}, keep={"w_hh": keep})

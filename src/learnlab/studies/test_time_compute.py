@@ -429,7 +429,10 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
     g = t[GREEDY]["acc"]
     ax.axhline(g["mean"], color="black", lw=1, label="greedy")
     ax.axhspan(*g["ci95"], color="black", alpha=0.1)
-    ax.set(xscale="log", xlabel="samples k", ylabel="accuracy", title="Majority vote against k")
+    ks = ks_of(t, arms[0])
+    ax.set(xscale="log", xlabel="samples k", ylabel="accuracy", title="Majority vote against k", ylim=(0, 1.02))
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
     ax.legend(fontsize=7)
     fig.tight_layout()
     caption = (
@@ -445,6 +448,7 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
         _band(ax, steps, [t[a][f"gain_k{top}_steps{n}"] for n in steps], color=f"C{i}", label=f"T = {a[1:]}")
     ax.axhline(0, color="black", lw=0.8)
     ax.set(xlabel="additions in the item", ylabel="vote − greedy accuracy", title="Gain by item steps")
+    ax.set_xticks(step_values(t, arms[0], max(ks_of(t, arms[0]))))
     ax.legend(fontsize=7)
     fig.tight_layout()
     caption = (

@@ -21,6 +21,7 @@ from learnlab.studies import (
     robustness,
     softmax_negatives,
     subliminal,
+    super_weights,
     test_time_compute,
     warmup_curriculum,
 )
@@ -48,6 +49,7 @@ STUDIES: dict[str, Study] = {
         generative_collapse.STUDY,
         calibration_robustness.STUDY,
         test_time_compute.STUDY,
+        super_weights.STUDY,
     )
 }
 

@@ -22,7 +22,7 @@ import time
 import typing
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import torch
 from pydantic import ValidationError
 
 import learnlab.reporting as reporting_modules
+from learnlab import tracking
 from learnlab.config import (
     StudyConfig,
     build_config,
@@ -223,15 +224,20 @@ def execute(
     *,
     save_models: str | None = None,
     snapshot_every: int = 0,
+    tracker: tracking.Tracker | None = None,
 ) -> RunResult:
     """Run the protocol and compute statistics, comparison and verdicts; writes nothing but checkpoints and
     the kept models (into `workdir`, when given; else the result holds them). `save_models`: none, final or
-    all (None: final when under 64 MB, see learnlab.store.models); `snapshot_every`: steps between snapshots."""
+    all (None: final when under 64 MB, see learnlab.store.models); `snapshot_every`: steps between snapshots.
+    `tracker`: where the trainings' evaluations stream as they happen (learnlab.tracking)."""
     started = time.perf_counter()
     keeper = ModelKeeper.open(workdir / "models" if workdir else None, save_models, snapshot_every, checkpoint_every)
-    ctx = RunContext(lambda desc, total: progress_bar(desc, total, progress), workdir, checkpoint_every, keeper)
+    bars: Any = lambda desc, total: progress_bar(desc, total, progress)  # noqa: E731
+    if tracker is not None:  # each bar names the trainings run under it
+        bars = tracker.progress(bars)
+    ctx = RunContext(bars, workdir, checkpoint_every, keeper, tracker)
     reporting_modules.warm_up()
-    with deterministic():
+    with deterministic(), tracking.active(tracker):
         metrics = spec.measure(cfg, ctx)
     kept = keeper.result()
     if getattr(cfg, "backend", "local") == "ray" and kept.summary["save_models"] != "none":
@@ -326,6 +332,8 @@ def run(
     checkpoint_every: int = 200,
     save_models: str | None = None,
     snapshot_every: int = 0,
+    track: str | None = None,
+    track_uri: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run a study end to end and return its summary (also written to the run directory).
 
@@ -333,8 +341,11 @@ def run(
     interrupted (Ctrl-C) after a checkpoint, that directory is kept and `resume(out)` continues it.
     The trained models go to its models/ (`save_models`: none, final or all; None: final when they take
     under 64 MB; `snapshot_every`: steps between snapshots, with all): see learnlab.store.models.
+    `track`: mlflow, tensorboard or wandb streams every evaluation live to that tracker, at `track_uri`
+    (default beside the run directory: see learnlab.tracking); the run directory is the same without it.
     """
     check_options(save_models, snapshot_every)
+    tracking.check(track, None if track_uri is None else str(track_uri))
     spec, cfg = resolve(study, preset=preset, seeds=seeds, arms=arms, overrides=overrides, device=device)
     out_dir = Path(out) if out is not None else default_run_dir(spec.name, cfg.preset)
     check_free(out_dir)
@@ -358,14 +369,25 @@ def run(
             shutil.rmtree(work, ignore_errors=True)
             raise LearnlabError(f"--out {str(out_dir)!r}: cannot create the run directory ({err.strerror})") from None
         models = {"save_models": save_models, "snapshot_every": snapshot_every}
-        return _complete(spec, cfg, out_dir, work, progress, checkpoint_every, resuming=False, models=models)
+        sink = _Track(track, track_uri)
+        return _complete(
+            spec, cfg, out_dir, work, progress, checkpoint_every, resuming=False, models=models, track=sink
+        )
 
 
 def resume(
-    run_dir: str | Path, *, progress: bool = True, checkpoint_every: int = 200, study: str | None = None
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    checkpoint_every: int = 200,
+    study: str | None = None,
+    track: str | None = None,
+    track_uri: str | Path | None = None,
 ) -> dict[str, Any]:
     """Continue an interrupted run from its last checkpoint; the result equals an uninterrupted run.
-    With `study`, the interrupted run must be of that study."""
+    With `study`, the interrupted run must be of that study. `track`, `track_uri`: as `run`'s (a new
+    tracked run, which gets the curves saved in the checkpoints too)."""
+    tracking.check(track, None if track_uri is None else str(track_uri))
     out_dir = Path(run_dir)
     work = partial_dir(out_dir)
     if not (work / "config.yaml").is_file():
@@ -388,7 +410,8 @@ def resume(
         check_device(cfg)
         check_resources(spec, cfg)
         _connect(cfg)
-        return _complete(spec, cfg, out_dir, work, progress, checkpoint_every, resuming=True)
+        sink = _Track(track, track_uri)
+        return _complete(spec, cfg, out_dir, work, progress, checkpoint_every, resuming=True, track=sink)
 
 
 def _connect(cfg: StudyConfig) -> None:
@@ -406,16 +429,25 @@ def _complete(
     checkpoint_every: int,
     resuming: bool,
     models: dict[str, Any] | None = None,
+    track: _Track | None = None,
 ) -> dict[str, Any]:
     """Execute into `work`, then write the run directory beside it and drop `work`. On failure `work` is
     kept as it is if anything can resume from it (a resume never removes what it started from). `models`:
-    execute's save_models and snapshot_every (a resume takes those the run saved in `work`)."""
+    execute's save_models and snapshot_every (a resume takes those the run saved in `work`); `track`: the
+    tracker to open, closed with the summary (or as failed)."""
+    tracker = None
     try:
         options = models or {}
-        result = execute(spec, cfg, progress=progress, workdir=work, checkpoint_every=checkpoint_every, **options)
+        tracker = track.open(out_dir, cfg, resuming) if track is not None else None
+        result = execute(
+            spec, cfg, progress=progress, workdir=work, checkpoint_every=checkpoint_every, tracker=tracker, **options
+        )
         with atomic_dir(out_dir) as tmp:  # `work` stays untouched until the run directory is complete
             _write_contents(result, tmp)
     except BaseException as err:
+        if tracker is not None:
+            with suppress(Exception):  # the run's own error is the one to tell
+                tracker.close(None)
         kept = resuming or _has_progress(work)
         if not kept:
             shutil.rmtree(work, ignore_errors=True)
@@ -426,7 +458,24 @@ def _complete(
             raise LearnlabError(f"{problem}; {after}") from None
         raise
     shutil.rmtree(work, ignore_errors=True)  # its checkpoints and a grid study's finished jobs
+    if tracker is not None:
+        tracker.close(result.summary)
     return {**result.summary, "run_dir": str(out_dir)}
+
+
+@dataclass(frozen=True)
+class _Track:
+    """The tracker a run asked for (`--track KIND`, `--track-uri`), opened once its work directory exists."""
+
+    kind: str | None
+    uri: str | Path | None
+
+    def open(self, out_dir: Path, cfg: StudyConfig, resuming: bool) -> tracking.Tracker | None:
+        if self.kind is None:
+            return None
+        uri = str(self.uri) if self.uri is not None else tracking.default_uri(self.kind, out_dir)
+        config = {**cfg.model_dump(mode="json"), "run_dir": str(out_dir), "resumed": resuming}
+        return tracking.Tracker(tracking.open_sink(self.kind, out_dir.name, config, uri))
 
 
 def _has_progress(work: Path) -> bool:

@@ -21,6 +21,7 @@ from learnlab.progress import console as _console
 from learnlab.reporting.report import SMOKE, fmt, mean_std, metric_unit, shown_claims, verdict_counts
 from learnlab.store.run import EXPORTS
 from learnlab.store.rundir import DEFAULT_ROOT, find_runs
+from learnlab.tracking import KINDS as TRACKERS
 
 
 def _version() -> str:
@@ -138,6 +139,10 @@ def _value(value: object) -> str:
     default=None,
     help="steps between snapshots of the models kept in models/snapshots/ (implies --save-models all)",
 )
+@click.option("--track", type=click.Choice(TRACKERS), help="stream every evaluation live to this tracker (an extra)")
+@click.option(
+    "--track-uri", help="the tracker's store (default: mlruns/, tensorboard/ or wandb/ beside the run directory)"
+)
 def run(
     study,
     preset,
@@ -154,6 +159,8 @@ def run(
     address,
     save_models,
     snapshot_every,
+    track,
+    track_uri,
 ) -> None:
     """Run a study and write its run directory (summary.json, metrics.parquet, report.md/html, figures,
     and the trained models in models/).
@@ -167,7 +174,15 @@ def run(
             raise LearnlabError(
                 "--resume keeps the models as the interrupted run asked: drop --save-models/--snapshot-every"
             )
-        print_summary(api.resume(resume_dir, progress=not quiet, study=study, checkpoint_every=checkpoint_every))
+        resumed = api.resume(
+            resume_dir,
+            progress=not quiet,
+            study=study,
+            checkpoint_every=checkpoint_every,
+            track=track,
+            track_uri=track_uri,
+        )
+        print_summary(resumed)
         return
     summary = api.run(
         study,
@@ -181,6 +196,8 @@ def run(
         checkpoint_every=checkpoint_every,
         save_models=save_models,
         snapshot_every=snapshot_every or 0,
+        track=track,
+        track_uri=track_uri,
     )
     print_summary(summary)
 
@@ -238,9 +255,11 @@ def print_summary(summary: dict) -> None:
 @app.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
-def resume(run_dir: Path, quiet: bool) -> None:
+@click.option("--track", type=click.Choice(TRACKERS), help="stream every evaluation live to this tracker (an extra)")
+@click.option("--track-uri", help="the tracker's store (default beside the run directory)")
+def resume(run_dir: Path, quiet: bool, track: str | None, track_uri: str | None) -> None:
     """Continue an interrupted run (Ctrl-C) from its last checkpoint."""
-    print_summary(api.resume(run_dir, progress=not quiet))
+    print_summary(api.resume(run_dir, progress=not quiet, track=track, track_uri=track_uri))
 
 
 @app.command()

@@ -29,6 +29,9 @@ class RunContext:
     # where trained models are kept (a `learnlab.store.models.ModelKeeper`, which the API gives a run);
     # None: nowhere
     models: Any = None
+    # where evaluations stream live (a `learnlab.tracking.Tracker`, given by `--track`); None: nowhere.
+    # train_ensemble reports to it by itself, under the name of the progress bar it runs under
+    tracker: Any = None
 
     def checkpoint(self, name: str) -> Checkpoint | None:
         return Checkpoint(self.workdir / f"{name}.ckpt", self.checkpoint_every) if self.workdir else None
@@ -44,6 +47,11 @@ class RunContext:
         """Keep the weights at `step` of a training (a no-op unless the run keeps snapshots at that step)."""
         if self.models is not None:
             self.models.snapshot(name, step, model)
+
+    def track(self, metrics: dict[str, Any], step: int) -> None:
+        """Stream metrics of a study's own ({name: number or [K] tensor}) to the tracker, if the run has one."""
+        if self.tracker is not None:
+            self.tracker.evaluation(step, metrics)
 
     def job(self, name: str, workdir: Path | None) -> RunContext:
         """The context of a grid study's job `name`: its own work directory, its models kept under `name/`."""

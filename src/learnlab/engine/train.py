@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from learnlab.engine.adam import adam, set_lr
 from learnlab.errors import LearnlabError
+from learnlab.tracking import evaluated
 
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[nn.Module, Batch], Tensor]  # returns per-model losses [K]
@@ -186,10 +187,13 @@ def train_ensemble(
         if hasattr(batch, "load_state_dict"):
             batch.load_state_dict(state["batch"])
         losses, log.evals, start = state["losses"], state["evals"], state["step"]
+        for at, metrics in log.evals:  # a resumed run's tracker gets the whole curve
+            evaluated(at, metrics, _loss_at(losses, at))
     if start == 0 and 0 in keep_at and snapshots is not None:
         snapshots(0, model)
     if start == 0 and 0 in when and evaluate is not None:
         log.evals.append((0, _evaluate(model, evaluate)))
+        evaluated(*log.evals[-1])
     with _cpu_threads(model, cpu_threads):
         for step in range(start, steps):
             if lr_schedule is not None:
@@ -208,6 +212,7 @@ def train_ensemble(
                 snapshots(step + 1, model)
             if evaluate is not None and step + 1 in when:
                 log.evals.append((step + 1, _evaluate(model, evaluate)))
+                evaluated(*log.evals[-1], losses[step])
                 if stop_when is not None and stop_when(log):
                     steps = step + 1
                     break
@@ -226,6 +231,7 @@ def train_ensemble(
                 )
     if evaluate is not None and (not log.evals or log.evals[-1][0] != steps):
         log.evals.append((steps, _evaluate(model, evaluate)))
+        evaluated(*log.evals[-1], _loss_at(losses, steps))
     log.losses = losses[:steps].cpu() if losses is not None else torch.empty(0)
     if isinstance(snapshots, Snapshots):
         log.snapshots = snapshots.states
@@ -258,6 +264,11 @@ def _cpu_threads(model: nn.Module, threads: int | None) -> AbstractContextManage
     small to split and whose idle pool threads would take the cores the native kernels run on."""
     cpu = all(p.device.type == "cpu" for p in model.parameters())
     return torch_threads(threads if cpu else None)
+
+
+def _loss_at(losses: Tensor | None, step: int) -> Tensor | None:
+    """The per-model training loss of the update that ended at `step` (None before any)."""
+    return losses[step - 1] if losses is not None and 0 < step <= len(losses) else None
 
 
 def _evaluate(model: nn.Module, evaluate: EvalFn) -> dict[str, Tensor]:

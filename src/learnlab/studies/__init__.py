@@ -9,12 +9,14 @@ from learnlab.studies import (
     compositional,
     data_imbalance,
     emergence,
+    fact_editing,
     fine_tuning_forgetting,
     generative_collapse,
     hard_negatives,
     inductive_bias,
     knowledge_acquisition,
     looped_introspection,
+    mixture_of_experts,
     model_collapse,
     plateau_scaling,
     rare_combinations,
@@ -50,6 +52,8 @@ STUDIES: dict[str, Study] = {
         calibration_robustness.STUDY,
         test_time_compute.STUDY,
         super_weights.STUDY,
+        fact_editing.STUDY,
+        mixture_of_experts.STUDY,
     )
 }
 

@@ -136,7 +136,8 @@ def cli(argv: list[str]) -> tuple[int, str, str]:
     ("argv", "named"),
     [(["--set", "edit_layer=2"], "edit_layer"), (["--set", "noise_multiplier=0"], "noise_multiplier"),
      (["--set", "noise_multiplier=-1"], "noise_multiplier"), (["--set", "trace_kinds=[mlp, heads]"], "trace_kinds"),
-     (["--set", "from_run=nowhere"], "from_run"), (["--set", "trace_samples=0"], "trace_samples")],
+     (["--set", "from_run=nowhere"], "from_run"), (["--set", "trace_samples=0"], "trace_samples"),
+     (["--set", "edits=21"], "edits")],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(in_tmp, argv, named):
     code, _, err = cli([*RUN, *argv])

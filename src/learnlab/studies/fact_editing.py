@@ -115,6 +115,9 @@ class Config(bl.BiographyConfig):
         layers = _run_config(self.from_run).get("n_layers", 0) if self.from_run else self.n_layers
         if self.edit_layer is not None and self.edit_layer >= layers:
             raise ValueError(f"edit_layer ({self.edit_layer}) is out of range: the model has {layers} layers")
+        individuals = _run_config(self.from_run).get("n_individuals", 0) if self.from_run else self.n_individuals
+        if self.edits > individuals:
+            raise ValueError(f"edits ({self.edits}) exceeds the individuals trained on ({individuals})")
         return self
 
 

@@ -171,6 +171,18 @@ def test_track_tensorboard_writes_an_event_file_with_the_curves(in_tmp, capsys):
     assert "final/hard50/hard" in events.Tags()["scalars"]
 
 
+def test_a_resumed_run_tracks_the_whole_curve(in_tmp, capsys, ctrl_c):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ctrl_c(50)  # after the checkpoint at step 40
+    assert main([*SMOKE, "--out", "r", "--checkpoint-every", "20"]) == 130
+    ctrl_c(None)
+    assert main(["resume", "r", "--quiet", "--track", "tensorboard", "--track-uri", "tb"]) == 0
+    curve = EventAccumulator(str(in_tmp / "tb" / "r")).Reload().Scalars("hard-negatives/10_models/hard/mean")
+    assert [e.step for e in curve] == [20, 40, 60]  # 20 and 40 from the checkpoint, 60 trained now
+
+
 def test_track_wandb_offline_writes_a_local_run_with_the_curves(in_tmp, capsys):
     pytest.importorskip("wandb")
     assert main([*SMOKE, "--out", "r", "--track", "wandb"]) == 0

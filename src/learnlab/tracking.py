@@ -8,15 +8,20 @@ How the curves are named: `train_ensemble` reports each evaluation here (`evalua
 name is the description of the progress bar it runs under (RunContext.progress, which every study
 uses), so no study is edited. A metric goes out as `SECTION/METRIC/mean`, the mean over the ensemble's
 members (the finite ones), and, for ensembles of at most MEMBERS_MAX members, `SECTION/METRIC/memberK`
-too; the training loss at that step is `SECTION/train_loss/...`. SECTION is the bar's description made a safe key
-("hard-negatives · 8 models" -> "hard-negatives/8_models"; a repeated one gets "#2", "#3"). At the end
-the final table's means go out as `final/ARM/METRIC` and each claim's verdict as the tag
-`verdict/N` (with its sentence as `claim/N`). Grid studies on --backend ray train in other processes and stream nothing.
+(member k of the ensemble, in the study's member order) too; the training loss at that step is
+`SECTION/train_loss/...`. SECTION is the bar's description made a safe key ("hard-negatives · 8 models"
+-> "hard-negatives/8_models"; a repeated one gets "#2", "#3"). At the end the final table's means go
+out as `final/ARM/METRIC` and each claim's verdict as the tag `verdict/N` (its sentence: `claim/N`).
+A resumed run is a new tracked run that gets the checkpoint's evaluations too. Grid studies on
+--backend ray train in other processes and stream nothing. A sink that fails mid-run is dropped with
+one warning; the run goes on.
 
 Where it goes (`--track-uri`, default beside the run directory, shared by the runs of that root):
 mlflow: ROOT/mlruns (a file store; any MLflow tracking URI is taken, e.g. sqlite:///...), experiment =
-the study, run name = the run directory's name; tensorboard: ROOT/tensorboard/RUN_NAME; wandb:
-ROOT/wandb (offline, project "learnlab", group = the study; `wandb sync` uploads it later).
+the study, run name = the run directory's name (MLflow 3 opens a file store only with
+MLFLOW_ALLOW_FILE_STORE=true, which the sink sets for its process: set it for `mlflow ui` too);
+tensorboard: ROOT/tensorboard/RUN_NAME; wandb: ROOT/wandb (offline, project "learnlab", group = the
+study; `wandb sync` uploads it later).
 """
 
 from __future__ import annotations

@@ -109,16 +109,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "scales": [0, 1, 2],
         "spike_biographies": 8,
     },
-    # the laptop world (pools of 40), N = 200 (its knowledge arrives by step ~150), 2 layers x 64; base 300
-    # steps of 16 biographies, long 3x; wide is left to the paper preset (its cost doubles the run)
+    # the laptop world (pools of 40), N = 100, 2 layers x 64, batch 32, 5 seeds: base 250 steps (a one-seed trial:
+    # 17% attribute accuracy on training templates, spikes ~11x at the output / ~31x at the input), long 500;
+    # wide is left to the paper preset (it doubles the cost). Estimate alone on 2 cores: 750 steps of 5 members
+    # at ~0.5 s (knowledge-acquisition's measured step) + ~30 s of interventions and reports: ~7 min
     "laptop": {
         "seeds": 5,
         **bl.LAPTOP_POOLS,
-        "n_individuals": 200,
+        "n_individuals": 100,
         "n_unseen": 50,
-        "batch_size": 16,
-        "steps": 300,
-        "eval_every": 100,
+        "steps": 250,
+        "long_factor": 2.0,
+        "eval_every": 125,
         "eval_individuals": 50,
         "arms": ["base", "long"],
         "spike_biographies": 32,

@@ -10,6 +10,7 @@ import learnlab
 from learnlab.engine.rng import NumpyGenerator
 from learnlab.engine.train import train_ensemble
 from learnlab.protocols import biography_lm as bl
+from learnlab.protocols import fine_tuning as ftp
 from learnlab.reporting.stats import describe
 from learnlab.studies import fine_tuning_forgetting as ftf
 
@@ -68,11 +69,11 @@ def test_the_stream_mixes_old_and_new_individuals_at_the_replay_share():
     enc = bl.world_of(cfg)
     new = ftf.new_individuals(enc, 8)
     assert set(new) <= set(enc.world.unseen)
-    stream = ftf.FineTuningStream(cfg, enc, [0], new, old_share=1 / 3, steps=20)
+    stream = ftp.FineTuningStream(cfg, enc, [0], new, old_share=1 / 3, steps=20)
     who = np.concatenate([stream.individuals(NumpyGenerator(s, "test")) for s in range(20)])
     old = who < cfg.n_individuals
     assert set(who[~old]) == set(new) and abs(old.mean() - 1 / 3) < 0.02
-    only_new = ftf.FineTuningStream(cfg, enc, [0], new, 0.0, 20).individuals(NumpyGenerator(0, "test"))
+    only_new = ftp.FineTuningStream(cfg, enc, [0], new, 0.0, 20).individuals(NumpyGenerator(0, "test"))
     assert set(only_new) <= set(new)
 
 
@@ -132,7 +133,7 @@ def test_frozen_attention_keeps_every_attention_weight_and_trains_the_rest():
     model = bl.build_model(cfg, enc, [0])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ftf.freeze_attention(model)
-    stream = ftf.FineTuningStream(cfg, enc, [0], ftf.new_individuals(enc, 4), 0.0, 3)
+    stream = ftp.FineTuningStream(cfg, enc, [0], ftf.new_individuals(enc, 4), 0.0, 3)
     train_ensemble(model, stream, bl.lm_loss(cfg, enc.pad_id), steps=3, lr=1e-2, weight_decay=0.1,
                    decoupled_weight_decay=True)  # fmt: skip
     after = model.state_dict()

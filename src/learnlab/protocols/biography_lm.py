@@ -44,6 +44,7 @@ from learnlab.metrics import (
     expected_calibration_error,
     reliability,
 )
+from learnlab.models.moe import MoEMLP, moe_layers
 from learnlab.models.transformer import EnsembleTransformer, Hooks
 from learnlab.protocols.measurements import curves, log_rows, member_rows
 from learnlab.tasks import biographies as bio
@@ -280,8 +281,17 @@ class BiographyStream(ChunkedStream):
 # --- the model, its loss and its attention -------------------------------------------------------------
 
 
-def build_model(cfg: BiographyConfig, enc: bio.BiographyEncoder, init_seeds: list[int]) -> EnsembleTransformer:
-    model = EnsembleTransformer(
+# an untrained model from EnsembleTransformer's arguments (n_models, vocab_size, n_ctx, d_model=, n_layers=,
+# n_heads=, d_mlp=, n_out=): EnsembleTransformer itself, or e.g. functools.partial(MoETransformer, n_experts=4)
+ModelFactory = Callable[..., EnsembleTransformer]
+
+
+def build_model(
+    cfg: BiographyConfig, enc: bio.BiographyEncoder, init_seeds: list[int], factory: ModelFactory | None = None
+) -> EnsembleTransformer:
+    """One member per init seed, GPT-2's initialisation; `factory` (default: the dense `EnsembleTransformer`)
+    builds it from the config's shape, so a study can swap the MLP (a mixture of experts) and keep the rest."""
+    model = (factory or EnsembleTransformer)(
         len(init_seeds),
         enc.vocab_size,
         context_length(cfg, enc),
@@ -305,20 +315,54 @@ def autocast(cfg: BiographyConfig) -> contextlib.AbstractContextManager[Any]:
 LossFn = Callable[[EnsembleTransformer, Tensor], Tensor]
 
 
-def lm_loss(cfg: BiographyConfig, pad_id: int, hooks: Callable[[Tensor], Hooks] | None = None) -> LossFn:
+def lm_loss(
+    cfg: BiographyConfig,
+    pad_id: int,
+    hooks: Callable[[Tensor], Hooks] | None = None,
+    experts: dict[str, MoEMLP] | None = None,
+) -> LossFn:
     """Per-member next-token cross-entropy, averaged over the tokens that are not padding. `hooks(inputs)`,
-    where given, gives the forward pass's hooks for those inputs (attention-patching's copied patterns)."""
+    where given, gives the forward pass's hooks for those inputs (attention-patching's copied patterns).
+    `experts` (the model's `moe_layers`), where given, adds each mixture-of-experts layer's Switch
+    load-balancing loss over the real tokens (`switch_loss`): the MoE's own `aux_loss` counts padding too,
+    so a member's loss would depend on the batch width, i.e. on the other members' biographies."""
 
     def loss(model: EnsembleTransformer, tokens: Tensor) -> Tensor:
         inputs = tokens[..., :-1]
+        routers: dict[str, Tensor] = {}
         with autocast(cfg):
-            logits = model(inputs, hooks=None if hooks is None else hooks(inputs))
+            given = None if hooks is None else hooks(inputs)
+            if experts:
+                keep = functools.partial(_keep, routers)
+                given = {**(given or {}), **{f"{name}.hook_router": keep for name in experts}}
+            logits = model(inputs, hooks=given)
         target = tokens[..., 1:]
         ce = F.cross_entropy(logits.float().flatten(0, 2), target.flatten(), reduction="none").view(target.shape)
         real = (target != pad_id).float()
-        return (ce * real).sum(dim=(1, 2)) / real.sum(dim=(1, 2))
+        out = (ce * real).sum(dim=(1, 2)) / real.sum(dim=(1, 2))
+        for name, layer in (experts or {}).items():
+            out = out + switch_loss(routers[f"{name}.hook_router"], inputs != pad_id, layer.top_k, layer.alpha)
+        return out
 
     return loss
+
+
+def _keep(store: dict[str, Tensor], x: Tensor, name: str) -> None:
+    store[name] = x
+
+
+def switch_loss(logits: Tensor, real: Tensor, top_k: int, alpha: float) -> Tensor:
+    """Switch's load-balancing loss α·E·Σ fᵢ·Pᵢ per member over the real tokens only: router logits
+    [K, B, T, E], real [K, B, T] (True: not padding); fᵢ the share of top-k assignments to expert i, Pᵢ its
+    mean router probability (`models.moe.MoEMLP`'s loss when nothing is padding)."""
+    e = logits.shape[-1]
+    weight = real.float()[..., None]  # [K, B, T, 1]
+    probs = logits.float().softmax(dim=-1)
+    counts = F.one_hot(probs.topk(top_k, dim=-1).indices, e).sum(dim=-2).float()  # [K, B, T, E]
+    tokens = weight.sum(dim=(1, 2))  # [K, 1]
+    share = (counts * weight).sum(dim=(1, 2)) / (tokens * top_k)
+    mean_prob = (probs * weight).sum(dim=(1, 2)) / tokens
+    return alpha * e * (share * mean_prob).sum(dim=-1)
 
 
 def cosine(steps: int) -> Callable[[int], float]:
@@ -434,15 +478,18 @@ def train(
     checkpoint: str = "train",
     stop_after_plateau: bool | None = None,
     arm: str | None = None,
+    model_factory: ModelFactory | None = None,
 ) -> tuple[EnsembleTransformer, TrainLog]:
     """Train one transformer per seed on the biographies (AdamW, the cosine schedule), evaluating at
     `eval_steps` (default: every `eval_every` steps) and at the end: `evaluate` (default: `curve_metrics`
     on `evaluation_sets`). `loss` defaults to `lm_loss`; the weights at `snapshot_steps` go to `snapshots`
     (`log.snapshots`); the training stops once every seed's plateau has ended if `stop_after_plateau`
     (default: the config's). The trained ensemble is kept as the run's model `checkpoint`, its members
-    (`arm`, default `label`; seed), with the tokenizer (`RunContext.keep_model`)."""
+    (`arm`, default `label`; seed), with the tokenizer (`RunContext.keep_model`). `model_factory` swaps the
+    dense transformer (`build_model`); a mixture of experts adds its load-balancing loss to the default loss
+    (`lm_loss`'s `experts`; a given `loss` is taken as it is)."""
     enc, seeds = world_of(cfg), cfg.seed_list
-    model = build_model(cfg, enc, init_seeds or seeds)
+    model = build_model(cfg, enc, init_seeds or seeds, model_factory)
     stream = BiographyStream(cfg, enc, seeds, list(range(len(seeds))))
     evaluate = evaluate or curve_metrics(evaluation_sets(cfg, enc), cfg)
     stop = cfg.stop_after_plateau if stop_after_plateau is None else stop_after_plateau
@@ -456,7 +503,7 @@ def train(
         log = train_ensemble(
             model,
             stream,
-            loss or lm_loss(cfg, enc.pad_id),
+            loss or lm_loss(cfg, enc.pad_id, experts=moe_layers(model)),
             steps=cfg.steps,
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
@@ -473,7 +520,8 @@ def train(
             cpu_threads=None,  # the transformer's matmuls are large enough to use every core
             stop_when=functools.partial(plateau_ended, levels=baselines(cfg)) if stop else None,
         )
-    ctx.keep_model(checkpoint, model, [(arm or label, s) for s in seeds], tokenizer=enc.tokenizer.to_str())
+    rebuild = {"kwargs": model.kwargs} if hasattr(model, "kwargs") else {}  # a class the store does not know
+    ctx.keep_model(checkpoint, model, [(arm or label, s) for s in seeds], tokenizer=enc.tokenizer.to_str(), **rebuild)
     return model, log
 
 
@@ -621,12 +669,18 @@ def final_metrics(
 ExtraFinals = Callable[[EnsembleTransformer, BiographyConfig], dict[str, np.ndarray]]
 
 
-def measure_as(arm: str, cfg: BiographyConfig, ctx: RunContext, extra: ExtraFinals | None = None) -> pd.DataFrame:
+def measure_as(
+    arm: str,
+    cfg: BiographyConfig,
+    ctx: RunContext,
+    extra: ExtraFinals | None = None,
+    model_factory: ModelFactory | None = None,
+) -> pd.DataFrame:
     """The protocol's measurements for one configuration, labelled `arm` (a job of the grid studies):
     the training loss, the curves, `final_metrics` and the calibration bins (split "calibration", step =
-    bin index); `extra` adds a study's own final metrics of the trained members."""
+    bin index); `extra` adds a study's own final metrics of the trained members; `model_factory` as `train`."""
     sets = evaluation_sets(cfg, world_of(cfg))
-    model, log = train(cfg, ctx, label=arm, evaluate=curve_metrics(sets, cfg))
+    model, log = train(cfg, ctx, label=arm, evaluate=curve_metrics(sets, cfg), model_factory=model_factory)
     members = [(arm, s) for s in cfg.seed_list]
     finals, bins = final_metrics(model, log, sets, cfg)
     if extra is not None:

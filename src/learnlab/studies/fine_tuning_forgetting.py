@@ -76,20 +76,26 @@ from torch import Tensor
 from learnlab.config import StudyConfig, distinct_sorted
 from learnlab.engine.context import RunContext
 from learnlab.engine.jobs import GridConfig, Job, run_jobs
-from learnlab.engine.rng import NumpyGenerator, generator
-from learnlab.engine.train import TrainLog, multiples, train_ensemble
+from learnlab.engine.rng import generator
+from learnlab.engine.train import TrainLog, train_ensemble
 from learnlab.models.mlp import EnsembleMLP
 from learnlab.models.transformer import EnsembleTransformer
 from learnlab.protocols import biography_lm as bl
+from learnlab.protocols.fine_tuning import (
+    COLLAPSE,
+    EARLY,
+    curve_rows,
+    eval_steps,
+    fine_tune,
+    knowledge_sets,
+    new_individuals,
+)
 from learnlab.protocols.measurements import log_rows, member_rows
 from learnlab.reporting.stats import Cell, Table, above, below, describe, within
 from learnlab.studies.base import Claim, Study, every
 from learnlab.tasks import biographies as bio
 from learnlab.tasks.associative_memory import MemoryBatches, memory_pairs
 
-EARLY = 100  # "the first ~100 fine-tuning steps" of the source
-COLLAPSE = 0.5  # knowledge has collapsed once accuracy is below half its value before fine-tuning
-LEARNT = 0.5  # new knowledge counts as acquired once accuracy reaches 50%
 KNOWN = 0.5  # forgetting is judged only where old accuracy before fine-tuning is at least this
 STABLE = 0.10  # equivalence margin: fine-tuning moves attention by < 10% of what pre-training moved it
 SAME = 0.10  # equivalence margin, accuracy points: frozen attention forgets as much as free attention
@@ -275,76 +281,6 @@ def fine_tunings(cfg: ForgettingConfig) -> list[FineTuning]:
 # --- fine-tuning data, evaluation and the training loop ----------------------------------------------------
 
 
-class FineTuningStream(bl.BiographyStream):
-    """Fine-tuning biographies (training templates): about an old individual (uniform over the N) with
-    probability `old_share`, else about one of `new` (uniform); member k draws from seed k's generator."""
-
-    def __init__(self, cfg: ForgettingConfig, enc: bio.BiographyEncoder, seeds: list[int], new: np.ndarray,
-                 old_share: float, steps: int):  # fmt: skip
-        super().__init__(cfg.model_copy(update={"steps": steps}), enc, seeds, list(range(len(seeds))))
-        self.gens = [NumpyGenerator(s, "fine-tuning") for s in seeds]
-        self.new, self.old_share = new, old_share
-
-    def individuals(self, gen: NumpyGenerator) -> np.ndarray:
-        size = bl.DATA_CHUNK * self.cfg.batch_size
-        old = gen.rng.random(size) < self.old_share
-        return np.where(old, gen.rng.integers(0, self.cfg.n_individuals, size), gen.rng.choice(self.new, size))
-
-
-def new_individuals(enc: bio.BiographyEncoder, n: int) -> np.ndarray:
-    return np.asarray(enc.world.unseen)[:n]
-
-
-def knowledge_sets(cfg: ForgettingConfig, enc: bio.BiographyEncoder, new: np.ndarray) -> dict[str, bio.Batch]:
-    """Fixed held-out-template biographies of old and of new individuals (knowledge, not memory)."""
-    seq_len = bl.context_length(cfg, enc)
-    who = {"old": np.arange(min(cfg.eval_individuals, cfg.n_individuals)), "new": new[: cfg.eval_individuals]}
-    return {
-        name: enc.eval_batch(ids, "heldout", seed=cfg.world_seed + 10 + i, seq_len=seq_len).trimmed(enc.pad_id)
-        for i, (name, ids) in enumerate(who.items())
-    }
-
-
-def eval_steps(steps: int, early_every: int, late_every: int) -> list[int]:
-    """Step 0, every `early_every` steps up to step 100, every `late_every` after, and the last step."""
-    return sorted({*multiples(early_every, min(EARLY, steps)), *multiples(late_every, steps, after=EARLY), steps})
-
-
-Curve = list[tuple[int, dict[str, Tensor]]]  # (step, {metric: [K]}): a training's evaluations
-
-
-def curve_rows(arm: str, seeds: list[int], curve: Curve, extra: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
-    """A fine-tuning's curves (split eval) and its summary (split test, see the method)."""
-    members = [(arm, s) for s in seeds]
-    steps = np.array([s for s, _ in curve])
-    values = {name: np.stack([m[name].numpy() for _, m in curve]) for name in curve[0][1]}  # [E, K]
-    old, new, early = values["acc_old"], values["acc_new"], steps <= EARLY
-    finals = {
-        "old_acc_start": old[0],
-        "old_acc_min_100": old[early].min(0),
-        "old_acc_end": old[-1],
-        "new_acc_start": new[0],
-        "new_acc_100": new[early][-1],
-        "new_acc_end": new[-1],
-        "old_half_step": first_step(steps, old < COLLAPSE * old[0]),
-        "new_half_step": first_step(steps, new >= LEARNT),
-        "old_loss_start": values["loss_old"][0],
-        "old_loss_max_100": values["loss_old"][early].max(0),
-        "old_loss_end": values["loss_old"][-1],
-        "new_loss_end": values["loss_new"][-1],
-        "ft_steps": np.full(len(seeds), float(steps[-1])),
-        **(extra or {}),
-    }
-    frames = [member_rows(members, steps.tolist(), v, "eval", name) for name, v in values.items()]
-    frames += [member_rows(members, [int(steps[-1])], v[None], "test", name) for name, v in finals.items()]
-    return pd.concat(frames, ignore_index=True)
-
-
-def first_step(steps: np.ndarray, hit: np.ndarray) -> np.ndarray:
-    """Per member (columns of hit [E, K]): the first step where hit is true; NaN if never."""
-    return np.where(hit.any(0), steps[hit.argmax(0)], np.nan)
-
-
 # --- attention patterns -----------------------------------------------------------------------------------
 
 def pattern_change(before: bl.Patterns, after: bl.Patterns, queries: Tensor) -> np.ndarray:
@@ -387,27 +323,12 @@ def forgetting_job(cfg: ForgettingConfig, ctx: RunContext) -> pd.DataFrame:
     probe = Probe(cfg, enc, pre)
     frames = [pretraining_rows(cfg, enc, log, probe)]
     for ft in fine_tunings(cfg):
-        new, steps = new_individuals(enc, ft.new), ft.steps(cfg)
         model = copy.deepcopy(pre)
         if ft.frozen:
             freeze_attention(model)
-        evaluate = bl.curve_metrics(knowledge_sets(cfg, enc, new), cfg, ("acc", "loss"))
-        with ctx.progress(f"{ft.arm} · {len(seeds)} fine-tunings", steps) as update:
-            # not checkpointed: a fine-tuning is short, and a resumed job runs it again from the pre-trained weights
-            curve = train_ensemble(
-                model,
-                FineTuningStream(cfg, enc, seeds, new, ft.old_share, steps),
-                bl.lm_loss(cfg, enc.pad_id),
-                steps=steps,
-                lr=cfg.ft_lr,
-                weight_decay=cfg.weight_decay,
-                betas=(0.9, cfg.beta2),
-                decoupled_weight_decay=True,
-                evaluate=evaluate,
-                eval_steps=eval_steps(steps, cfg.ft_eval_early, cfg.ft_eval_every),
-                on_step=update,
-                cpu_threads=None,
-            ).evals
+        curve = fine_tune(model, cfg, ctx, new=new_individuals(enc, ft.new), old_share=ft.old_share,
+                          steps=ft.steps(cfg), lr=cfg.ft_lr, early_every=cfg.ft_eval_early,
+                          late_every=cfg.ft_eval_every, label=ft.arm)  # fmt: skip
         extra = probe.change(probe.pre, bl.attention_patterns(model, probe.tokens))
         extra["new_exposures"] = np.full(len(seeds), ft.exposures(cfg))
         frames.append(curve_rows(ft.arm, seeds, curve, extra))

@@ -102,6 +102,15 @@ class FakeRay:
     def wait(self, refs, num_returns):
         return refs[:num_returns], refs[num_returns:]
 
+    def get_runtime_context(self):
+        reserved = {"CPU": float(self.options["num_cpus"])}
+
+        class Context:
+            def get_assigned_resources(self):
+                return reserved
+
+        return Context()
+
     def get(self, ref):
         return self.results[ref]
 
@@ -117,7 +126,7 @@ def seen_in_job(config, ctx):
         ("cuda:1", {"num_cpus": 1, "num_gpus": 1}, "cuda"),  # Ray's one visible GPU is device 0 in the task
     ],
 )
-def test_ray_tasks_reserve_what_they_use_and_run_with_the_local_threads(monkeypatch, device, options, device_in_job):
+def test_ray_tasks_reserve_what_they_use_and_run_the_threads_they_reserved(monkeypatch, device, options, device_in_job):
     from learnlab.config import StudyConfig
     from learnlab.engine.context import RunContext
     from learnlab.engine.jobs import GridConfig, Job, run_jobs
@@ -131,7 +140,9 @@ def test_ray_tasks_reserve_what_they_use_and_run_with_the_local_threads(monkeypa
     before = torch.get_num_threads()
     out = run_jobs([job], cfg, ctx, "test")
     assert fake.options == options
-    assert out["a"].threads.tolist() == [3] and out["a"].device.tolist() == [device_in_job]
+    # a CPU task runs the threads it reserved (2 on the largest node, not the 3 asked: no oversubscription)
+    assert out["a"].threads.tolist() == [options["num_cpus"] if device == "cpu" else 3]
+    assert out["a"].device.tolist() == [device_in_job]
     assert torch.get_num_threads() == before
     assert ("CUBLAS_WORKSPACE_CONFIG" in os.environ) == device.startswith("cuda")
     local = run_jobs([job], cfg.model_copy(update={"backend": "local"}), ctx, "test")

@@ -134,7 +134,7 @@ def _quiet(desc: str, total: int) -> Any:
 def _remote(fn: Callable[[Any, RunContext], pd.DataFrame], config: Any, threads: int) -> pd.DataFrame:
     if getattr(config, "device", "").startswith("cuda"):
         config = config.model_copy(update={"device": in_ray_worker(config.device)})
-    with deterministic(), torch_threads(threads):
+    with deterministic(), torch_threads(task_threads(threads, config.device)):
         return fn(config, RunContext(_quiet))
 
 
@@ -146,6 +146,18 @@ def ray_task_options(ray: Any, threads: int, device: str) -> dict[str, int]:
         return {"num_cpus": 1, "num_gpus": 1}
     largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=threads)
     return {"num_cpus": max(1, min(threads, int(largest))), "num_gpus": 0}
+
+
+def task_threads(threads: int, device: str) -> int:
+    """PyTorch threads inside a Ray task on a CPU: the driver's count, but no more than the CPUs the task
+    reserved (`ray_task_options` caps a reservation at the largest node's CPUs: on a smaller node, or
+    under that cap, the driver's count would oversubscribe the node)."""
+    if device.startswith("cuda"):
+        return threads
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    return max(1, min(threads, int(cpus))) if cpus else threads
 
 
 def in_ray_worker(device: str) -> str:

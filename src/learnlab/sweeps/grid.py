@@ -23,7 +23,7 @@ import torch
 
 from learnlab import api
 from learnlab.config import StudyConfig, config_from_yaml, parse_overrides
-from learnlab.engine.jobs import connect_ray, import_ray, in_ray_worker, ray_results
+from learnlab.engine.jobs import connect_ray, import_ray, in_ray_worker, ray_results, task_threads
 from learnlab.engine.train import torch_threads
 from learnlab.errors import LearnlabError
 from learnlab.progress import progress_bar
@@ -226,7 +226,7 @@ def _local_executor(progress: bool) -> Executor:
 def _execute_remote(study: str, config: dict[str, Any], threads: int) -> api.RunResult:
     spec = api.get_study(study)
     config = {**config, "device": in_ray_worker(config["device"])}
-    with torch_threads(threads):  # this process's count, as a local sweep runs with
+    with torch_threads(task_threads(threads, config["device"])):  # the driver's count, capped at the task's CPUs
         return api.execute(spec, spec.config.model_validate(config))
 
 

@@ -273,12 +273,14 @@ def spike_values(model: EnsembleTransformer, spikes: sw.Spikes, top: Tensor) -> 
     out["log10_peak_in_ratio"] = spikes.in_ratio.amax(dim=1).log10().numpy()
     out["log10_peak_out_ratio"] = spikes.out_ratio.amax(dim=1).log10().numpy()
     layer, row, col = top[:, 0].unbind(-1)
-    weights = []
+    weights, of_max = [], []
     for m in range(model.n_models):
         w = sw.down_projection(model, int(layer[m])).detach()[m].abs()
         weights.append(float(w[row[m], col[m]] / w.median().clamp_min(1e-12)))
+        of_max.append(float(w[row[m], col[m]] / w.max().clamp_min(1e-12)))
     out["super_layer"] = layer.float().numpy()
     out["super_weight_ratio"] = np.array(weights)  # |w| over its matrix's median |w|
+    out["super_weight_of_max"] = np.array(of_max)  # 1: it sets its matrix's per-tensor quantization grid
     return out
 
 
@@ -427,7 +429,9 @@ def notes(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"{arm}: max/median |activation| at the down-projection (input / output), seeds' mean: {ratios}; {has}. "
             f"The top candidate sits in layer {cells['super_layer']['mean']:.1f} (mean), |w| "
-            f"{cells['super_weight_ratio']['mean']:.0f}× its matrix's median."
+            f"{cells['super_weight_ratio']['mean']:.0f}× its matrix's median and "
+            f"{100 * cells.get('super_weight_of_max', {}).get('mean', float('nan')):.0f}% of its largest (only at 100% "
+            "does keeping it change the per-tensor grid)."
         )
     lines.append(
         "Yu et al.'s 'Summer is hot. Winter is' → 'cold' 81.4% becoming 'the' 9.0% is a token probability on "

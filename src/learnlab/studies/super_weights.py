@@ -466,6 +466,7 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
                 color=f"C{i}",
                 label=f"{arm}, {side}put",
             )
+    ax.set_xticks(layers)
     ax.axhline(SPIKE_RATIO, color="grey", ls=":", lw=1, label=f"{SPIKE_RATIO:g}×")
     ax.set(yscale="log", xlabel="layer", ylabel="max / median |activation|", title="Down-projection spikes")
     ax.legend(fontsize=7)

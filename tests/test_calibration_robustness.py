@@ -239,3 +239,17 @@ def test_smoke_run_measures_every_family_before_and_after_scaling_and_under_pert
     assert len(test) > len(task.split()[3]) and (per_seed == len(test)).all()  # every test digit in a bin
     for png in ("reliability.png", "ece_bars.png"):
         assert (smoke_run / png).is_file()
+
+
+def test_notes_say_when_a_family_is_underconfident_or_a_perturbation_made_the_task_easier():
+    t = table()
+    t["biography-lm"]["temperature"] = describe(np.linspace(0.4, 0.5, 10))
+    for family in t:
+        t[family] |= {"accuracy": describe([0.8] * 10), "accuracy_ts": describe([0.8] * 10)}
+        for p in d6.PERTURBATIONS[family]:
+            t[family][f"accuracy_{p}"] = describe([0.9 if p == "substitution" else 0.6] * 10)
+            t[family][f"accuracy_drop_{p}"] = describe([0.1 if p == "substitution" else -0.2] * 10)
+            t[family] |= {f"ece_{p}": describe([0.1] * 10), f"ece_ts_{p}": describe([0.1] * 10)}
+    readings = d6._readings(t)
+    assert len(readings) == 2
+    assert "sortedness-lstm substitution" in readings[0] and "biography-lm is underconfident" in readings[1]

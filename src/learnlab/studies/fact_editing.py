@@ -9,9 +9,9 @@ and (the seed's claim) such an edit is hard to detect.
 
 Method. The models are the biography protocol's (`biography_lm.train`: one transformer per seed, trained
 together), or the kept ensemble of a finished biography run (`from_run`), whose world is then that run's.
-A prompt is one biography sentence cut before its value: for tracing, the sentence alone after <bos>,
-in a training template; for edits, a whole biography of the individual cut before the edited value (the
-other sentences before it act as ROME's random prefixes). (a) Causal tracing
+A prompt is one biography sentence cut before its value, alone after <bos> (`edit_context` "biography":
+for edits, a whole biography cut there, the other sentences before it as ROME's random prefixes, but
+the name repeated in them). (a) Causal tracing
 (`interventions.tracing.causal_trace`): Gaussian noise of `noise_multiplier` x each member's
 token-embedding std on the name's tokens, `trace_samples` draws shared by every restoration; one state
 restored at a time per (layer, position) — the block's output (residual), its MLP's output or its
@@ -87,6 +87,11 @@ class Config(bl.BiographyConfig):
         1, ge=1, description="MLP/attention restored over this many layers around each (ROME: 10 of 48)"
     )
     edit_layer: int | None = Field(None, ge=0, description="the MLP edited (None: the MLP tracing peak)")
+    edit_context: Literal["sentence", "biography"] = Field(
+        "sentence",
+        description="edit and generalisation prompts: the sentence alone after <bos> (as ROME's), or a whole biography "
+        "cut before the value (the name also in the sentences before it)",
+    )
     edits: int = Field(10, gt=0, description="individuals edited per member (one at a time, undone after)")
     edit_prompts: int = Field(4, gt=0, description="biographies (training templates) v* and FT are fitted on")
     generalisation_prompts: int = Field(8, gt=0, description="biographies in held-out templates scored per edit")
@@ -358,7 +363,7 @@ def edit_members(
             [case.attribute] * cfg.edit_prompts,
             "train",
             1000 + j,
-            False,
+            cfg.edit_context == "sentence",
             seq_len,
         )
         gen_p = prompts(
@@ -367,7 +372,7 @@ def edit_members(
             [case.attribute] * cfg.generalisation_prompts,
             "heldout",
             2000 + j,
-            False,
+            cfg.edit_context == "sentence",
             seq_len,
         )
         new, old = enc.value_ids(case.donor, case.attribute), enc.value_ids(case.individual, case.attribute)
@@ -434,6 +439,12 @@ def _collect(into: dict[str, list[np.ndarray]], values: dict[str, Tensor]) -> No
         into.setdefault(key, []).append(v.detach().cpu().double().numpy())
 
 
+def _finite(cov: Tensor, layer: int) -> Tensor:
+    if not torch.isfinite(cov).all():
+        raise LearnlabError(f"the MLP keys of layer {layer} are not finite: the trained model diverged (lower lr)")
+    return cov
+
+
 def _covariance(
     model: EnsembleTransformer, cfg: Config, pcfg: bl.BiographyConfig, enc: bio.BiographyEncoder, layer: int
 ) -> Tensor:
@@ -442,7 +453,7 @@ def _covariance(
         rng.integers(0, enc.world.n_individuals, cfg.cov_sequences), "train", rng, bl.context_length(pcfg, enc)
     ).trimmed(enc.pad_id)
     chunks = [batch.tokens[i : i + bl.EVAL_CHUNK].to(cfg.device) for i in range(0, cfg.cov_sequences, bl.EVAL_CHUNK)]
-    return ed.corpus_covariance(model, chunks, layer, pad_id=enc.pad_id, ridge=cfg.cov_ridge)
+    return _finite(ed.corpus_covariance(model, chunks, layer, pad_id=enc.pad_id, ridge=cfg.cov_ridge), layer)
 
 
 # --- the protocol -------------------------------------------------------------------------------------------

@@ -75,8 +75,8 @@ class Config(bl.BiographyConfig):
     from_run: str | None = Field(
         None, description="a finished biography run directory whose kept transformer is traced and edited (no training)"
     )
-    seeds: int = Field(3, ge=1)
-    n_layers: int = Field(4, gt=0)
+    seeds: int = Field(3, ge=1, description="trained members (one per seed): the units of the intervals")
+    n_layers: int = Field(4, gt=0, description="transformer blocks (the layers traced)")
     noise_multiplier: float = Field(3.0, gt=0, description="tracing noise std / the member's token-embedding std")
     trace_samples: int = Field(10, gt=0, description="noise draws per traced prompt")
     trace_prompts: int = Field(20, gt=0, description="single-sentence prompts traced per member")
@@ -99,11 +99,11 @@ class Config(bl.BiographyConfig):
     cov_sequences: int = Field(256, gt=0, description="training biographies whose MLP keys give C")
     cov_ridge: float = Field(1e-3, ge=0, description="added to C's diagonal, x its mean diagonal")
     v_steps: int = Field(40, gt=0, description="Adam steps optimising v*")
-    v_lr: float = Field(0.5, gt=0)
+    v_lr: float = Field(0.5, gt=0, description="Adam learning rate of v*")
     v_weight_decay: float = Field(0.1, ge=0, description="ROME's norm penalty on v* - v0")
     v_clamp: float = Field(4.0, gt=0, description="|v* - v0| <= this x |v0|")
     ft_steps: int = Field(40, gt=0, description="fine-tuning steps of the baseline")
-    ft_lr: float = Field(1e-2, gt=0)
+    ft_lr: float = Field(1e-2, gt=0, description="Adam learning rate of the baseline")
     ft_max_change: float = Field(5e-3, gt=0, description="every weight's change bounded by this (FT+L)")
 
     @field_validator("from_run")

@@ -156,18 +156,31 @@ def test_claims_are_undetermined_below_five_seeds_or_without_moe_arms():
     assert all(c.min_seeds >= 5 for c in e3.CLAIMS) and e3.PRESETS["laptop"]["seeds"] >= 5
 
 
+def test_claims_are_undetermined_when_no_arm_learnt_facts():
+    t = _table(RISING)
+    for arm in t:
+        t[arm]["acc_above_chance"] = describe(np.full(5, 0.01))
+    t[e3.DERIVED] = e3.comparisons(t)
+    verdicts = [c.judge(t).as_dict() for c in e3.CLAIMS]
+    assert [v["verdict"] for v in verdicts] == ["undetermined"] * 2 and "learnt" in verdicts[0]["evidence"]
+    t["moe-8"]["acc_above_chance"] = describe(np.full(5, 0.2))
+    assert [c.judge(t).as_dict()["verdict"] for c in e3.CLAIMS] == ["reproduced"] * 2
+
+
 def test_capacity_is_the_most_facts_and_saturation_the_largest_n_above_the_line():
     import pandas as pd
 
     cfg = e3.Config(**{**e3.PRESETS["smoke"], "n_values": [10, 20, 40]})
     rows = [("moe-4", 0, 5, "test", f"acc_n{n}", a) for n, a in ((10, 1.0), (20, 0.92), (40, 0.5))]
     rows += [("moe-4", 0, 5, "test", f"facts_n{n}", a * n * 6) for n, a in ((10, 1.0), (20, 0.92), (40, 0.5))]
+    rows += [(a, 0, 5, "test", f"chance_n{n}", 0.03) for a in ("moe-4", "moe-1") for n in (10, 20, 40)]
     rows += [("moe-1", 0, 5, "test", f"acc_n{n}", 0.1) for n in (10, 20, 40)]
     rows += [("moe-1", 0, 5, "test", f"facts_n{n}", 0.1 * n * 6) for n in (10, 20, 40)]
     out = e3.capacity_rows(pd.DataFrame(rows, columns=["arm", "seed", "step", "split", "metric", "value"]), cfg)
     got = {(r.arm, r.metric): r.value for r in out.itertuples()}
     assert got[("moe-4", "facts_stored")] == 120 and got[("moe-4", "n_saturated")] == 20
     assert got[("moe-1", "facts_stored")] == pytest.approx(24) and np.isnan(got[("moe-1", "n_saturated")])
+    assert got[("moe-4", "acc_above_chance")] == pytest.approx(0.97)
 
 
 # --- the CLI and a whole run ---------------------------------------------------------------------------

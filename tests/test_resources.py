@@ -14,7 +14,14 @@ GiB = 2**30
 LAPTOP_FREE = 21 * GiB  # what a 24 GiB machine leaves a run
 H200_FREE = 139 * GiB
 # paper presets too big for a CPU machine, run on a GPU (their estimate with bf16 activations)
-GPU_ONLY = {"plateau-scaling", "data-imbalance", "warmup-curriculum", "attention-patching", "fact-editing"}
+GPU_ONLY = {
+    "plateau-scaling",
+    "data-imbalance",
+    "warmup-curriculum",
+    "attention-patching",
+    "fact-editing",
+    "mixture-of-experts",
+}
 
 
 def one_line_error(capsys, *named: str) -> str:

@@ -57,6 +57,7 @@ from learnlab.studies.base import Claim, Study
 
 DENSE_ACTIVE, DENSE_TOTAL, DERIVED = "dense-active", "dense-total", "moe-vs-dense"
 CLAIM_SEEDS = 5
+LEARNT = 0.05  # the claims need some arm's accuracy this far above chance (else nothing was stored to compare)
 LOAD_SEQUENCES = 64  # training-template biographies whose real tokens the expert load is counted over
 
 
@@ -170,7 +171,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (10 trainings). A training step of 5 members cost ~0.6 CPU-s at batch 32 (the 2048-token unembedding
     # dominates; MoE arms no dearer than dense), so ~0.15 s alone at batch 16: ~6.5 min of training, ~8 with
     # evaluations and the 5 fine-tunings (an estimate from a 40-step trial on a shared CPU, not a timing).
-    # 40 biographies per individual at N = 100: facts are still being acquired, not yet at capacity.
+    # Too short to store facts: a 150-step trial of this preset (3 seeds, N = 100) left every arm at chance
+    # (1.4% accuracy), so its claims come out undetermined; capacity needs ~1000+ steps of 32 (~50 min alone).
     "laptop": {
         "seeds": 5,
         **bl.LAPTOP_POOLS,
@@ -221,7 +223,8 @@ def arm_job(cfg: ArmConfig, ctx: RunContext) -> pd.DataFrame:
     _, scores = bl.score_every_seen(model, cfg)
     acc = scores.correct.nanmean(dim=(1, 2)).cpu().numpy()
     last = len(log.losses)
-    finals = {f"acc_n{n}": acc, f"facts_n{n}": acc * n * 6}
+    chance = np.full(len(seeds), bl.baselines(cfg).chance)  # greedy guessing of the commonest values
+    finals = {f"acc_n{n}": acc, f"facts_n{n}": acc * n * 6, f"chance_n{n}": chance}
     if cfg.forget:
         loads = expert_load(model, sets["train_templates"].tokens, bl.world_of(cfg).pad_id, cfg)
         for layer, f in enumerate(loads):  # [K, E]
@@ -302,8 +305,10 @@ def capacity_rows(frame: pd.DataFrame, cfg: Config) -> pd.DataFrame:
         facts = [by[f"facts_n{n}"] for n in cfg.n_values if f"facts_n{n}" in by]
         stored = [n for n in cfg.n_values if by.get(f"acc_n{n}", -1.0) >= cfg.saturated]
         step = int(g.step.max())
+        learnt = max(by[f"acc_n{n}"] - by[f"chance_n{n}"] for n in cfg.n_values if f"acc_n{n}" in by)
         rows += [(arm, seed, step, "test", "facts_stored", max(facts)),
-                 (arm, seed, step, "test", "n_saturated", max(stored) if stored else math.nan)]  # fmt: skip
+                 (arm, seed, step, "test", "n_saturated", max(stored) if stored else math.nan),
+                 (arm, seed, step, "test", "acc_above_chance", learnt)]  # fmt: skip
     return pd.DataFrame(rows, columns=["arm", "seed", "step", "split", "metric", "value"])
 
 
@@ -352,10 +357,22 @@ def _stored(t: Table) -> str:
     return ", ".join(f"{a} {t[a]['facts_stored']['mean']:.0f}" for a in t if "facts_stored" in t[a])
 
 
+def _nothing_learnt(t: Table) -> str | None:
+    """Why the arms cannot be compared, if they cannot: no arm's accuracy rose LEARNT points above chance at
+    any N (at this budget every arm stores ~nothing, and equal nothings say nothing about capacity)."""
+    best = max((c["acc_above_chance"]["mean"] for c in t.values() if "acc_above_chance" in c), default=None)
+    if best is not None and best < LEARNT:
+        return (f"no arm learnt facts: the best mean accuracy is {100 * best:+.1f} points from chance "
+                f"({100 * LEARNT:.0f} needed); train longer")  # fmt: skip
+    return None
+
+
 def _rises_with_experts(t: Table) -> tuple[bool | None, str]:
     cell = t.get(DERIVED, {}).get("facts_slope_log2e") or comparisons(t).get("facts_slope_log2e")
     if cell is None:
         return None, "fewer than two moe-<E> arms with facts stored"
+    if why := _nothing_learnt(t):
+        return None, why
     return above(cell), f"facts stored per doubling of E: {_ci(cell)}; facts stored (means): {_stored(t)}"
 
 
@@ -363,6 +380,8 @@ def _moe_beats_dense(t: Table) -> tuple[bool | None, str]:
     cell = t.get(DERIVED, {}).get("facts_moe_minus_dense_active") or comparisons(t).get("facts_moe_minus_dense_active")
     if cell is None:
         return None, f"no moe-<E> arm beside {DENSE_ACTIVE}"
+    if why := _nothing_learnt(t):
+        return None, why
     return above(cell), f"largest MoE minus {DENSE_ACTIVE}: {_ci(cell)}; facts stored (means): {_stored(t)}"
 
 
@@ -502,4 +521,5 @@ STUDY = Study(
         "load_max_l0",
         "load_max_l1",
     ),  # fmt: skip
+    point_metrics=("acc_above_chance",),
 )

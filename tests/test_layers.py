@@ -7,7 +7,8 @@ not the dependency). Layers, low to high:
     tasks, native             data generators; the C kernels
     models                    ensemble architectures
     engine, interventions,    the training loop and its random streams; weight perturbations; metric
-      metrics, reporting      formulas; statistics, figures and the report (studies judge claims with them)
+      metrics, calibration,   formulas and calibration; live tracking sinks the loop streams to; statistics,
+      tracking, reporting     figures and the report (studies judge claims with them)
     protocols                 how a family of studies trains and measures
     studies                   one method section each
     store                     run directories
@@ -47,10 +48,14 @@ LAYERS = {  # module prefix: layer (the longest matching prefix wins)
     "learnlab.engine": 2,
     "learnlab.interventions": 2,
     "learnlab.metrics": 2,
+    "learnlab.calibration": 2,  # calibration error and temperature scaling: metric formulas
+    "learnlab.tracking": 2,  # live sinks (MLflow, TensorBoard, W&B) that the training loop streams to
     "learnlab.reporting": 2,
     "learnlab.protocols": 3,
     "learnlab.studies": 4,
     "learnlab.store": 5,
+    "learnlab.store.models": 2,  # the models/ folder of a run: studies that load trained models read it
+    "learnlab.store.rundir": 2,  # a run directory's files, read and written (imports only errors)
     "learnlab.resources": 5,  # memory estimates of a resolved config, checked before a run writes anything
     "learnlab.interop": 5,  # a trained model as a Hugging Face or TransformerLens one (the API exports with it)
     "learnlab.api": 6,

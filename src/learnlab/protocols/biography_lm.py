@@ -150,6 +150,34 @@ def protocol_config(cfg: StudyConfig, **changes: Any) -> BiographyConfig:
     return BiographyConfig(**{**shared, **changes})
 
 
+class TrainedRun(NamedTuple):
+    """A finished biography run opened for studies that probe, trace or edit its models (E1, E2)."""
+
+    study: str
+    world: BiographyConfig  # its config's protocol fields: the world, the model and its training
+    models: dict[str, Any]  # name: learnlab.store.models.KeptEnsemble
+
+
+def trained_run(run_dir: str, **changes: Any) -> TrainedRun:
+    """The world and the kept models of a finished run of any biography study; a run of another study, or
+    not a finished run, is a LearnlabError naming it. `changes` (e.g. device) go into the world."""
+    from pathlib import Path
+
+    from learnlab.config import config_from_yaml
+    from learnlab.errors import LearnlabError
+    from learnlab.store.models import read_run_models
+    from learnlab.store.rundir import read_summary
+
+    path = Path(run_dir)
+    study = str(read_summary(path).get("study", "?"))
+    values = config_from_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else {}
+    missing = [k for k in BiographyConfig.model_fields if k not in values and k not in ("study", "preset", "arms")]
+    if missing:
+        raise LearnlabError(f"from_run {run_dir!r}: a {study!r} run, not of a biography study (no {missing[0]!r})")
+    fields = {k: v for k, v in values.items() if k in BiographyConfig.model_fields and k != "arms"}
+    return TrainedRun(study, BiographyConfig(**{**fields, **changes}), read_run_models(path))
+
+
 # the presets the biography studies share: a world for tests, the laptop's value pools, the paper's scale
 SMOKE: dict[str, Any] = {
     "seeds": 2,

@@ -518,3 +518,14 @@ def _build(spec: dict[str, Any], state: dict[str, Tensor], file: str, n_members:
         problem = " ".join(str(err).split())[:300]
         raise LearnlabError(f"{file!r}: the weights do not fit {qualname}({kwargs}) ({problem})") from None
     return model.eval()
+
+
+def read_run_models(run_dir: Path) -> dict[str, KeptEnsemble]:
+    """The ensembles a run directory's models/ keeps, rebuilt ({} where it keeps none)."""
+    root = Path(run_dir) / "models"
+    if not root.exists():
+        return {}
+    if not root.is_dir():
+        raise LearnlabError(f"{str(root)!r} is not a directory")
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    return read_models(lambda rel: (root / rel).read_bytes(), files, str(root))

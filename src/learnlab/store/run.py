@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from learnlab.config import StudyConfig, config_from_yaml
 from learnlab.errors import LearnlabError
-from learnlab.store.models import KeptEnsemble, read_models
+from learnlab.store.models import KeptEnsemble, read_run_models
 from learnlab.store.rundir import read_metrics, read_summary
 from learnlab.studies import STUDIES
 from learnlab.studies.base import COLUMNS
@@ -63,7 +63,7 @@ def load_run(run_dir: str | Path) -> Run:
     path = Path(run_dir)
     summary = read_summary(path)
     metrics = read_metrics(path, COLUMNS)
-    return Run(path, summary, metrics, _config(path, summary), _models(path))
+    return Run(path, summary, metrics, _config(path, summary), read_run_models(path))
 
 
 def _config(path: Path, summary: dict[str, Any]) -> StudyConfig | dict[str, Any]:
@@ -83,16 +83,6 @@ def _config(path: Path, summary: dict[str, Any]) -> StudyConfig | dict[str, Any]
             stacklevel=3,
         )
         return values
-
-
-def _models(path: Path) -> dict[str, KeptEnsemble]:
-    root = path / "models"
-    if not root.exists():
-        return {}
-    if not root.is_dir():
-        raise LearnlabError(f"{str(root)!r} is not a directory")
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    return read_models(lambda rel: (root / rel).read_bytes(), files, str(root))
 
 
 # --- export ---------------------------------------------------------------------------------------------------

@@ -474,18 +474,14 @@ def _models(cfg: Config, ctx: RunContext) -> tuple[EnsembleTransformer, bl.Biogr
         pcfg = bl.protocol_config(cfg)
         model, _ = bl.train(pcfg, ctx, label="biography")
         return model, pcfg, cfg.seed_list
-    from learnlab.store.run import load_run  # the store imports the study catalogue: only when needed
-
-    run = load_run(cfg.from_run)
-    if not isinstance(run.config, bl.BiographyConfig):
-        raise LearnlabError(f"from_run {cfg.from_run!r} is a {run.summary.get('study')!r} run, not a biography one")
-    kept = run.models.get("train") or (run.model if len(run.models) == 1 else None)
+    run = bl.trained_run(cfg.from_run, device=cfg.device)
+    kept = run.models.get("train") or (next(iter(run.models.values())) if len(run.models) == 1 else None)
     if kept is None or not isinstance(kept.model, EnsembleTransformer):
         raise LearnlabError(f"from_run {cfg.from_run!r} keeps no biography transformer")
     model = kept.model.to(cfg.device)
     if cfg.edit_layer is not None and cfg.edit_layer >= model.n_layers:
         raise LearnlabError(f"edit_layer ({cfg.edit_layer}) is out of range: the model has {model.n_layers} layers")
-    pcfg = bl.protocol_config(run.config, device=cfg.device)
+    pcfg = run.world
     return model, pcfg, [int(s) for _, s in kept.members]
 
 

@@ -163,12 +163,8 @@ def trained(cfg: Config, ctx: RunContext) -> tuple[list[Studied], list[pd.DataFr
 
 def loaded(cfg: Config) -> list[Studied]:
     """The transformers a finished biography run kept, with the world its config describes."""
-    from learnlab.store.run import load_run  # store imports the study catalogue: only when used
-
-    run = load_run(cfg.from_run)
-    if isinstance(run.config, dict) or not all(hasattr(run.config, k) for k in bl.BiographyConfig.model_fields):
-        raise LearnlabError(f"from_run {cfg.from_run!r}: not a run of a biography study ({run.summary['study']})")
-    world = bl.protocol_config(run.config)
+    run = bl.trained_run(cfg.from_run)
+    world = run.world
     kept = [k for k in run.models.values() if isinstance(k.model, EnsembleTransformer)]
     if not kept:
         raise LearnlabError(f"from_run {cfg.from_run!r} keeps no transformer")

@@ -117,7 +117,10 @@ def test_quantized_copy_keeps_masked_entries_per_member():
     out = quantized_copy(model, 4, {"w_ih": None}, keep={"w_ih": keep})
     q = out.get_parameter("w_ih")
     assert q[1, 0, 0] == 50.0
-    assert torch.equal(q[0], quantize_symmetric(w[0], 4, None, member_dim=None))  # member 0 untouched by the mask
+    # member 0 untouched by member 1's mask: as quantized without any mask (the same batched arithmetic; a
+    # member quantized alone may round a tie differently, as division by a broadcast scale may differ in the last bit)
+    plain = quantized_copy(model, 4, {"w_ih": None}).get_parameter("w_ih")
+    assert torch.equal(q[0], plain[0]) and not torch.equal(q[1], plain[1])
     assert (q[1] != 0).sum() > 1  # member 1's other weights keep a grid fine enough not to vanish
     with pytest.raises(ValueError, match="not quantized"):
         quantized_copy(model, 4, {"w_ih": None}, keep={"w_hh": keep})

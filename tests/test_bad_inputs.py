@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import cli
 
 from learnlab import api
-from learnlab.cli import main
 
 Setup = Callable[[Path, Path], None]  # (working directory, a finished smoke run to copy from)
 HN = ["run", "hard-negatives", "--preset", "smoke", "--quiet"]
@@ -27,12 +26,6 @@ LOOPED = ["run", "looped-introspection", "--preset", "smoke", "--quiet"]
 
 def tree(root: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    with CliRunner().isolation(env={"COLUMNS": None}) as (out, err, _):
-        code = main(argv)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 # --- setups ---------------------------------------------------------------------------------------------

@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learnlab import calibration as cal
-from learnlab.cli import main
 from learnlab.engine.context import RunContext
 from learnlab.engine.rng import generator
 from learnlab.reporting.stats import describe
@@ -194,12 +193,6 @@ def test_claim_seeds_fit_the_laptop_preset():
 # --- the CLI ----------------------------------------------------------------------------------------------
 
 RUN = ["run", "calibration-robustness", "--preset", "smoke", "--quiet"]
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    with CliRunner().isolation(env={"COLUMNS": None}) as (out, err, _):
-        code = main(argv)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.mark.parametrize(

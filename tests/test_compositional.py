@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import cli
 
 import learnlab
-from learnlab.cli import main
 from learnlab.reporting.stats import describe
 from learnlab.studies import compositional as d1
 from learnlab.tasks import scan
@@ -59,12 +58,6 @@ def test_curve_arms_of_another_primitive_draw_from_its_split():
     assert cfg.arm_names == ["simple", "walk+2"]
     s = d1.arm_split(cfg, "walk+2", seed=3)
     assert len(s.test) == len(scan.primitive_split("walk").test) - 2
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    with CliRunner().isolation(env={"COLUMNS": None}) as (out, err, _):
-        code = main(argv)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import learnlab
-from learnlab.cli import main
 from learnlab.config import build_config
 from learnlab.engine.context import RunContext
 from learnlab.errors import Interrupted
@@ -177,12 +176,6 @@ def test_a_ci_straddling_the_tolerance_is_not_reproduced_and_missing_evidence_is
 # --- the command line --------------------------------------------------------------------------------------------
 
 RUN = ["run", "emergence", "--preset", "smoke", "--quiet"]
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    with CliRunner().isolation(env={"COLUMNS": None}) as (out, err, _):
-        code = main(argv)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.mark.parametrize(

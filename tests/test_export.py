@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import cli
 
 import learnlab
-from learnlab.cli import main
 from learnlab.errors import LearnlabError
 from learnlab.protocols import biography_lm as bl
 
@@ -24,12 +23,6 @@ from learnlab import interop  # noqa: E402
 TOL = 1e-5
 MEMBER = 1
 README = Path(__file__).parents[1] / "README.md"
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    with CliRunner().isolation(env={"COLUMNS": None}) as (out, err, _):
-        code = main(argv)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.fixture(scope="module")

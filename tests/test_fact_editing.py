@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import cli
 
-from learnlab.cli import main
 from learnlab.config import build_config
 from learnlab.interventions.editing import IGNORE
 from learnlab.protocols import biography_lm as bl
@@ -124,12 +123,6 @@ def test_a_ci_across_the_bound_or_few_seeds_is_undetermined():
 
 
 # --- the CLI and whole runs ------------------------------------------------------------------------------------
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    with CliRunner().isolation(env={"COLUMNS": None}) as (out, err, _):
-        code = main(argv)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.mark.parametrize(

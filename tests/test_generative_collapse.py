@@ -10,11 +10,10 @@ from contextlib import nullcontext
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import cli
 from sklearn.mixture import GaussianMixture
 
 import learnlab
-from learnlab.cli import main
 from learnlab.config import build_config
 from learnlab.engine.context import RunContext
 from learnlab.models.gmm1d import fit_em, gaussian_mle, quantile_init
@@ -27,12 +26,6 @@ CTX = RunContext(progress=lambda desc, total: nullcontext(lambda done: None))
 
 def smoke(**over):
     return build_config(gc.Config, gc.STUDY.name, gc.PRESETS, "smoke", over)
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    with CliRunner().isolation(env={"COLUMNS": None}) as (out, err, _):
-        code = main(argv)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 # --- the models ----------------------------------------------------------------------------------------

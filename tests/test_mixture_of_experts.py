@@ -8,10 +8,9 @@ from contextlib import nullcontext
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import cli
 
 import learnlab
-from learnlab.cli import main
 from learnlab.engine.context import RunContext
 from learnlab.engine.train import train_ensemble
 from learnlab.models.moe import MoETransformer, moe_layers
@@ -184,12 +183,6 @@ def test_capacity_is_the_most_facts_and_saturation_the_largest_n_above_the_line(
 
 
 # --- the CLI and a whole run ---------------------------------------------------------------------------
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    with CliRunner().isolation(env={"COLUMNS": None}) as (out, err, _):
-        code = main(argv)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnlab.cli import main
 from learnlab.engine.train import train_ensemble
 from learnlab.reporting.stats import describe
 from learnlab.studies import rare_combinations as d3
@@ -148,12 +147,6 @@ def test_ensemble_of_seeds_equals_each_seed_trained_alone():
 # --- the command line -------------------------------------------------------------------------------------------
 
 RUN = ["run", "rare-combinations", "--preset", "smoke", "--quiet"]
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    with CliRunner().isolation(env={"COLUMNS": None}) as (out, err, _):
-        code = main(argv)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import cli
 
 import learnlab
-from learnlab.cli import main
 from learnlab.engine.rng import generator
 from learnlab.interventions import quantized_copy
 from learnlab.interventions import super_weight as sw
@@ -145,12 +144,6 @@ def test_missing_evidence_is_undetermined():
 
 
 # --- the CLI and a whole run ---------------------------------------------------------------------------
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    with CliRunner().isolation(env={"COLUMNS": None}) as (out, err, _):
-        code = main(argv)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import learnlab
-from learnlab.cli import main
 from learnlab.config import build_config
 from learnlab.protocols import self_consistency as sc
 from learnlab.reporting.stats import describe
@@ -218,12 +217,6 @@ def test_claims_that_cannot_tell_are_undetermined():
 
 
 # --- the CLI and a whole run ---------------------------------------------------------------------------
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    with CliRunner().isolation(env={"COLUMNS": None}) as (out, err, _):
-        code = main(argv)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.mark.parametrize(

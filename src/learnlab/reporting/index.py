@@ -12,18 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learnlab.reporting.report import (
-    Badge,
-    Block,
-    Link,
-    _ci,
-    _difference,
-    mean_std,
-    metric_unit,
-    shown_claims,
-    to_html,
-    to_markdown,
-)
+from learnlab.reporting.report import Badge, Block, Link, comparison_rows, shown_claims, to_html, to_markdown
 
 VERDICTS = ("reproduced", "not reproduced", "undetermined")
 
@@ -94,23 +83,7 @@ def _claim_rows(entries: list[Entry], root: Path) -> list[list[Any]]:
 
 
 def _published_rows(entries: list[Entry]) -> list[list[Any]]:
-    rows = []
-    for e in entries:
-        for r in (e.summary or {}).get("comparison", []):
-            unit = metric_unit(e.summary, r["metric"])
-            rows.append(
-                [
-                    e.study,
-                    r["arm"],
-                    r["metric"],
-                    mean_std(r["mean"], r["std"], unit),
-                    _ci(r, unit),
-                    mean_std(r["published_mean"], r["published_std"], unit),
-                    _difference(r, unit),
-                    "yes" if r["published_inside_ci"] else "no",
-                ]
-            )
-    return rows
+    return [[e.study, *row] for e in entries if e.summary for row in comparison_rows(e.summary)]
 
 
 def render_index(root: Path, entries: list[Entry], preset: str) -> Path:

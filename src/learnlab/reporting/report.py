@@ -106,6 +106,26 @@ def _difference(row: dict[str, Any], unit: Unit | None) -> str:
     return f"{row['difference']:+.3g}"
 
 
+def comparison_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Each published number beside ours, as the report prints it: arm, metric, measured (mean ± std), 95% CI,
+    published, difference, whether the published mean is inside our CI."""
+    rows = []
+    for r in summary.get("comparison", []):
+        unit = metric_unit(summary, r["metric"])
+        rows.append(
+            [
+                r["arm"],
+                r["metric"],
+                mean_std(r["mean"], r["std"], unit),
+                _ci(r, unit),
+                mean_std(r["published_mean"], r["published_std"], unit),
+                _difference(r, unit),
+                "yes" if r["published_inside_ci"] else "no",
+            ]
+        )
+    return rows
+
+
 def verdict_counts(claims: list[dict[str, Any]]) -> str:
     """'4/5 reproduced, 1 undetermined': the verdicts of a run in one line."""
     if not claims:
@@ -185,18 +205,7 @@ def blocks(
             out.append(("p", " ".join(contradictions)))
     if summary.get("comparison"):
         out.append(("h2", "Measured beside published"))
-        rows = [
-            [
-                r["arm"],
-                r["metric"],
-                mean_std(r["mean"], r["std"], metric_unit(summary, r["metric"])),
-                _ci(r, metric_unit(summary, r["metric"])),
-                mean_std(r["published_mean"], r["published_std"], metric_unit(summary, r["metric"])),
-                _difference(r, metric_unit(summary, r["metric"])),
-                "yes" if r["published_inside_ci"] else "no",
-            ]
-            for r in summary["comparison"]
-        ]
+        rows = comparison_rows(summary)
         out.append(
             (
                 "table",

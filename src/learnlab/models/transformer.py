@@ -79,6 +79,26 @@ def _prefixed(prefix: str, module: nn.Module) -> list[str]:
     return [f"{prefix}.{name}" for name in getattr(module, "hook_names", list)()]
 
 
+def _attend(
+    q: Tensor, key: Tensor, v: Tensor, allowed: Tensor | None, hooks: Hooks | None, prefix: str, k: int
+) -> Tensor:
+    """softmax(q kᵀ/√d) v over [K*B, heads, T, d_head] queries and [K*B, heads, S, d_head] keys and values;
+    allowed [K*B, 1, T or 1, S] (True: may attend) or None for causal attention. Through SDPA unless a hook
+    asks for the scores or the pattern (shown as [K, B, heads, T, S]); then explicitly."""
+    scores_name, pattern_name = f"{prefix}.hook_attn_scores", f"{prefix}.hook_pattern"
+    if hooks is None or (scores_name not in hooks and pattern_name not in hooks):
+        if allowed is None:
+            return F.scaled_dot_product_attention(q, key, v, is_causal=True)
+        return F.scaled_dot_product_attention(q, key, v, attn_mask=allowed)
+    kb, h, t, s = *q.shape[:3], key.shape[2]
+    scores = q @ key.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if allowed is None:
+        allowed = torch.ones(t, s, dtype=torch.bool, device=q.device).tril()
+    scores = _apply(hooks, scores_name, scores.masked_fill(~allowed, float("-inf")).view(k, kb // k, h, t, s))
+    pattern = _apply(hooks, pattern_name, scores.softmax(dim=-1)).reshape(kb, h, t, s)
+    return pattern @ v
+
+
 class Attention(nn.Module):
     """Causal multi-head attention; `w_o` writes into the residual stream (GPT-2's scaled init)."""
 
@@ -109,17 +129,7 @@ class Attention(nn.Module):
             parts = zip("qkv", (q, key, v), strict=True)
             q, key, v = (_apply_heads(hooks, f"{prefix}.hook_{n}", a, k) for n, a in parts)
         flat_mask = None if mask is None else mask.reshape(k * b, 1, t, t)
-        scores_name, pattern_name = f"{prefix}.hook_attn_scores", f"{prefix}.hook_pattern"
-        if hooks is not None and (scores_name in hooks or pattern_name in hooks):
-            scores = q @ key.transpose(-1, -2) / math.sqrt(d // h)
-            allowed = flat_mask if flat_mask is not None else torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-            scores = _apply(hooks, scores_name, scores.masked_fill(~allowed, float("-inf")).view(k, b, h, t, t))
-            pattern = _apply(hooks, pattern_name, scores.softmax(dim=-1)).reshape(k * b, h, t, t)
-            z = pattern @ v
-        elif flat_mask is None:
-            z = F.scaled_dot_product_attention(q, key, v, is_causal=True)
-        else:
-            z = F.scaled_dot_product_attention(q, key, v, attn_mask=flat_mask)
+        z = _attend(q, key, v, flat_mask, hooks, prefix, k)
         z = _apply_heads(hooks, f"{prefix}.hook_z", z, k).transpose(1, 2).reshape(k, b, t, d)
         return _linear(z, self.w_o, self.b_o)
 
@@ -185,38 +195,16 @@ class Block(nn.Module):
         return _apply(hooks, f"{prefix}.hook_resid_post", x + _apply(hooks, f"{prefix}.hook_mlp_out", mlp))
 
 
-class EnsembleTransformer(nn.Module):
-    """K independent transformers; forward(tokens [K, B, T]) -> outputs [K, B, T, n_out]."""
+class HookedEnsemble(nn.Module):
+    """What every stacked transformer here shares: GPT-2's initialisation by declared roles and
+    TransformerLens's `run_with_hooks` / `run_with_cache`. A subclass has `n_models`, `n_layers`,
+    `hook_names()` and a forward that takes `hooks=`."""
 
-    init_roles: ClassVar[dict[str, str]] = {"ln_final_w": "ones"}
-
-    def __init__(
-        self,
-        n_models: int,
-        vocab_size: int,
-        n_ctx: int,
-        d_model: int = 32,
-        n_layers: int = 2,
-        n_heads: int = 2,
-        d_mlp: int = 128,
-        n_out: int = 1,
-        mlp: MLPFactory = MLP,
-    ):
-        super().__init__()
-        k, d = n_models, d_model
-        self.n_models, self.n_ctx, self.n_layers = k, n_ctx, n_layers
-        self.w_embed = nn.Parameter(torch.empty(k, vocab_size, d))
-        self.w_pos = nn.Parameter(torch.empty(k, n_ctx, d))
-        self.blocks = nn.ModuleList(Block(k, d, n_heads, d_mlp, mlp) for _ in range(n_layers))
-        self.ln_final_w, self.ln_final_b = nn.Parameter(torch.empty(k, d)), nn.Parameter(torch.empty(k, d))
-        self.w_unembed, self.b_unembed = nn.Parameter(torch.empty(k, d, n_out)), nn.Parameter(torch.empty(k, n_out))
+    n_models: int
+    n_layers: int
 
     def hook_names(self) -> list[str]:
-        """Every hook point, in the order a forward pass reaches them."""
-        names = ["hook_embed", "hook_pos_embed"]
-        for layer, block in enumerate(self.blocks):
-            names += _prefixed(f"blocks.{layer}", block)
-        return [*names, "hook_resid_final", "ln_final.hook_normalized"]
+        raise NotImplementedError
 
     @torch.no_grad()
     def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
@@ -255,6 +243,81 @@ class EnsembleTransformer(nn.Module):
                     raise ValueError(f"parameter {name!r} has an unknown init role {role!r}")
                 out.append((name, p, role))
         return out
+
+    def run_with_hooks(self, tokens: Tensor, fwd_hooks: Iterable[tuple[str, Hook]], **kwargs: Any) -> Tensor:
+        """TransformerLens-style: forward with hooks given as (name, fn) pairs."""
+        hooks = dict(fwd_hooks)
+        unknown = set(hooks) - set(self.hook_names())
+        if unknown:
+            raise KeyError(f"unknown hook point(s) {sorted(unknown)}")
+        return self(tokens, hooks=hooks, **kwargs)
+
+    def run_with_cache(
+        self,
+        tokens: Tensor,
+        names_filter: NamesFilter = None,
+        *,
+        names: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Forward, keeping the activations (detached) at the hook points names_filter selects, as in
+        TransformerLens: None for all of them, one name, a list of names, or a predicate on names.
+        `names` is the earlier spelling of a list. With stop_at_layer=L the first value is the residual
+        stream entering block L, and the cache holds only the points reached."""
+        if names is not None:
+            if names_filter is not None:
+                raise TypeError("give names_filter or names, not both")
+            names_filter = list(names)
+        cache: dict[str, Tensor] = {}
+
+        def keep(x: Tensor, name: str) -> None:
+            cache[name] = x.detach()
+
+        out = self.run_with_hooks(tokens, [(n, keep) for n in self._selected(names_filter)], **kwargs)
+        return out, cache
+
+    def _selected(self, names_filter: NamesFilter) -> list[str]:
+        if names_filter is None:
+            return self.hook_names()
+        if isinstance(names_filter, str):
+            return [names_filter]
+        if callable(names_filter):
+            return [n for n in self.hook_names() if names_filter(n)]
+        return list(names_filter)
+
+
+class EnsembleTransformer(HookedEnsemble):
+    """K independent transformers; forward(tokens [K, B, T]) -> outputs [K, B, T, n_out]."""
+
+    init_roles: ClassVar[dict[str, str]] = {"ln_final_w": "ones"}
+
+    def __init__(
+        self,
+        n_models: int,
+        vocab_size: int,
+        n_ctx: int,
+        d_model: int = 32,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        d_mlp: int = 128,
+        n_out: int = 1,
+        mlp: MLPFactory = MLP,
+    ):
+        super().__init__()
+        k, d = n_models, d_model
+        self.n_models, self.n_ctx, self.n_layers = k, n_ctx, n_layers
+        self.w_embed = nn.Parameter(torch.empty(k, vocab_size, d))
+        self.w_pos = nn.Parameter(torch.empty(k, n_ctx, d))
+        self.blocks = nn.ModuleList(Block(k, d, n_heads, d_mlp, mlp) for _ in range(n_layers))
+        self.ln_final_w, self.ln_final_b = nn.Parameter(torch.empty(k, d)), nn.Parameter(torch.empty(k, d))
+        self.w_unembed, self.b_unembed = nn.Parameter(torch.empty(k, d, n_out)), nn.Parameter(torch.empty(k, n_out))
+
+    def hook_names(self) -> list[str]:
+        """Every hook point, in the order a forward pass reaches them."""
+        names = ["hook_embed", "hook_pos_embed"]
+        for layer, block in enumerate(self.blocks):
+            names += _prefixed(f"blocks.{layer}", block)
+        return [*names, "hook_resid_final", "ln_final.hook_normalized"]
 
     def embed(self, tokens: Tensor, positions: Tensor | None = None, hooks: Hooks | None = None) -> Tensor:
         """The residual stream entering block 0: token + position embeddings [K, B, T, d_model]."""
@@ -301,44 +364,3 @@ class EnsembleTransformer(nn.Module):
         if not -self.n_layers <= stop_at_layer <= self.n_layers:
             raise ValueError(f"stop_at_layer={stop_at_layer} is outside -{self.n_layers}..{self.n_layers}")
         return stop_at_layer if stop_at_layer >= 0 else self.n_layers + stop_at_layer
-
-    def run_with_hooks(self, tokens: Tensor, fwd_hooks: Iterable[tuple[str, Hook]], **kwargs: Any) -> Tensor:
-        """TransformerLens-style: forward with hooks given as (name, fn) pairs."""
-        hooks = dict(fwd_hooks)
-        unknown = set(hooks) - set(self.hook_names())
-        if unknown:
-            raise KeyError(f"unknown hook point(s) {sorted(unknown)}")
-        return self(tokens, hooks=hooks, **kwargs)
-
-    def run_with_cache(
-        self,
-        tokens: Tensor,
-        names_filter: NamesFilter = None,
-        *,
-        names: Iterable[str] | None = None,
-        **kwargs: Any,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Forward, keeping the activations (detached) at the hook points names_filter selects, as in
-        TransformerLens: None for all of them, one name, a list of names, or a predicate on names.
-        `names` is the earlier spelling of a list. With stop_at_layer=L the first value is the residual
-        stream entering block L, and the cache holds only the points reached."""
-        if names is not None:
-            if names_filter is not None:
-                raise TypeError("give names_filter or names, not both")
-            names_filter = list(names)
-        cache: dict[str, Tensor] = {}
-
-        def keep(x: Tensor, name: str) -> None:
-            cache[name] = x.detach()
-
-        out = self.run_with_hooks(tokens, [(n, keep) for n in self._selected(names_filter)], **kwargs)
-        return out, cache
-
-    def _selected(self, names_filter: NamesFilter) -> list[str]:
-        if names_filter is None:
-            return self.hook_names()
-        if isinstance(names_filter, str):
-            return [names_filter]
-        if callable(names_filter):
-            return [n for n in self.hook_names() if names_filter(n)]
-        return list(names_filter)

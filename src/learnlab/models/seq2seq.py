@@ -167,25 +167,8 @@ class EnsembleSeq2Seq(nn.Module):
         return self.readout(dec, enc, mask)
 
     def loss(self, src: Tensor, tgt: Tensor, bos: int, pad: int = 0, chunks: int = 1) -> Tensor:
-        """Per-member teacher-forced loss (`sequence_loss`), the decoder run in `chunks` groups of commands
-        sorted by target length, each only as long as its longest target: the same loss and gradients as one
-        group (up to float rounding; every command's decoding is its own), at a fraction of the decoder's
-        cost, since a batch's targets are mostly far shorter than its longest."""
-        lengths = (tgt != pad).sum(-1)
-        order = lengths.argsort(dim=1, stable=True)
-        src, tgt = src.gather(1, order[..., None].expand_as(src)), tgt.gather(1, order[..., None].expand_as(tgt))
-        enc, h, mask = self.encode(src, pad)
-        total, count = 0.0, 0.0
-        parts = [p.split(-(-src.shape[1] // chunks), dim=1) for p in (enc, h, mask, tgt)]
-        for enc_c, h_c, mask_c, tgt_c in zip(*parts, strict=True):
-            tgt_c = tgt_c[..., : int((tgt_c != pad).sum(-1).max())]
-            tgt_in = torch.cat([torch.full_like(tgt_c[..., :1], bos), tgt_c[..., :-1]], dim=-1)
-            logits = self.decode_forced(enc_c, h_c, mask_c, tgt_in)
-            ce = F.cross_entropy(logits.flatten(0, 2), tgt_c.flatten(), reduction="none").view(tgt_c.shape)
-            keep = (tgt_c != pad).to(ce.dtype)
-            total = total + (ce * keep).sum((1, 2))
-            count = count + keep.sum((1, 2))
-        return total / count
+        """Per-member teacher-forced loss, the decoder in `chunks` length-sorted groups (`chunked_loss`)."""
+        return chunked_loss(self, src, tgt, bos, pad, chunks)
 
     @torch.no_grad()
     def greedy(self, src: Tensor, steps: int, bos: int, eos: int) -> Tensor:
@@ -203,6 +186,29 @@ class EnsembleSeq2Seq(nn.Module):
                 break
         pred = torch.stack(out, dim=-1)
         return F.pad(pred, (0, steps - pred.shape[-1]), value=eos)
+
+
+def chunked_loss(model: nn.Module, src: Tensor, tgt: Tensor, bos: int, pad: int = 0, chunks: int = 1) -> Tensor:
+    """A seq2seq ensemble's per-member teacher-forced loss [K] (`sequence_loss`), its decoder run in `chunks`
+    groups of commands sorted by target length, each only as long as its longest target: the same loss and
+    gradients as one group (up to float rounding; every command's decoding is its own), at a fraction of the
+    decoder's cost, since a batch's targets are mostly far shorter than its longest. The model has
+    `encode(src, pad)` -> a tuple of tensors with the batch on axis 1, and `decode_forced(*encoded, tgt_in)`."""
+    lengths = (tgt != pad).sum(-1)
+    order = lengths.argsort(dim=1, stable=True)
+    src, tgt = src.gather(1, order[..., None].expand_as(src)), tgt.gather(1, order[..., None].expand_as(tgt))
+    size = -(-src.shape[1] // chunks)
+    parts = [p.split(size, dim=1) for p in (*model.encode(src, pad), tgt)]
+    total, count = 0.0, 0.0
+    for *encoded, tgt_c in zip(*parts, strict=True):
+        tgt_c = tgt_c[..., : int((tgt_c != pad).sum(-1).max())]
+        tgt_in = torch.cat([torch.full_like(tgt_c[..., :1], bos), tgt_c[..., :-1]], dim=-1)
+        logits = model.decode_forced(*encoded, tgt_in)
+        ce = F.cross_entropy(logits.flatten(0, 2), tgt_c.flatten(), reduction="none").view(tgt_c.shape)
+        keep = (tgt_c != pad).to(ce.dtype)
+        total = total + (ce * keep).sum((1, 2))
+        count = count + keep.sum((1, 2))
+    return total / count
 
 
 def sequence_loss(logits: Tensor, target: Tensor, pad: int = 0) -> Tensor:

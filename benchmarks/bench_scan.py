@@ -1,6 +1,6 @@
 """Training SCAN seq2seq seeds as one ensemble against a plain PyTorch loop over seeds with `nn.GRU`.
 
-    python benchmarks/bench_scan.py                       # laptop sizes, CPU, 1 thread
+    python benchmarks/bench_scan.py                       # laptop sizes, CPU, every core (as the study)
     python benchmarks/bench_scan.py --seeds 35 --steps 10
     python benchmarks/bench_scan.py --device cuda --seeds 55
 
@@ -79,7 +79,9 @@ def main() -> None:
     parser.add_argument("--d-embed", type=int, default=32)
     parser.add_argument("--d-hidden", type=int, default=64)
     parser.add_argument("--chunks", type=int, default=4, help="the ensemble decoder's length-sorted groups")
-    parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (training uses 1)")
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="PyTorch CPU threads (the study uses every core)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     k, dev = args.seeds, args.device

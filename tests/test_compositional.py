@@ -16,8 +16,8 @@ from learnlab.studies import compositional as d1
 from learnlab.tasks import scan
 
 RUN = ["run", "compositional", "--preset", "smoke", "--quiet"]
-HOLDS = {"simple": 0.98, "turn_left": 0.85, "jump": 0.01, "length": 0.12}
-FAILS = {"simple": 0.90, "turn_left": 0.55, "jump": 0.20, "length": 0.40}
+HOLDS = {"simple": 0.98, "turn_left": 0.85, "jump": 0.01, "length": 0.12, "tf/simple": 0.99, "tf/length": 0.02}
+FAILS = {"simple": 0.90, "turn_left": 0.55, "jump": 0.20, "length": 0.40, "tf/simple": 0.90, "tf/length": 0.60}
 
 
 def table(values: dict[str, float], seeds: int = 5) -> dict:
@@ -34,12 +34,17 @@ def test_each_claim_holds_on_a_table_made_to_hold_it_and_fails_on_one_made_to_fa
     assert c.judge({"simple": table(HOLDS)["simple"]} if claim else {}).held is None  # arm not measured
 
 
-@pytest.mark.parametrize("claim", [2, 3])
+@pytest.mark.parametrize("claim", [2, 3, 5])
 def test_a_failure_to_generalize_is_undetermined_unless_the_model_learned_the_simple_split(claim):
-    untrained = table({**HOLDS, "simple": 0.5})
+    untrained = table({**HOLDS, "simple": 0.5, "tf/simple": 0.5})
     verdict = d1.CLAIMS[claim].judge(untrained)
     assert verdict.held is None and "not learned" in verdict.evidence
-    assert d1.CLAIMS[claim].judge(table({**FAILS, "simple": 0.9})).held is False
+    assert d1.CLAIMS[claim].judge(table({**FAILS, "simple": 0.9, "tf/simple": 0.9})).held is False
+
+
+def test_the_transformer_length_claim_asks_whether_the_transformer_learned_not_the_gru():
+    verdict = d1.CLAIMS[5].judge(table({**HOLDS, "simple": 0.99, "tf/simple": 0.5}))
+    assert verdict.held is None and "tf/simple" in verdict.evidence
 
 
 def test_a_claim_whose_ci_straddles_its_bound_is_not_reproduced():
@@ -50,12 +55,12 @@ def test_a_claim_whose_ci_straddles_its_bound_is_not_reproduced():
 def test_the_laptop_preset_has_the_seeds_every_claim_needs():
     cfg = d1.Config(**d1.PRESETS["laptop"])
     assert cfg.seeds >= max(c.min_seeds for c in d1.CLAIMS) and cfg.seeds >= 5
-    assert {"simple", "length", "jump", "turn_left", "around_right", "jump+8", "jump+32"} == set(cfg.arm_names)
+    assert {*scan.SPLITS, "tf/simple", "tf/length"} == set(cfg.arm_names)
 
 
 def test_curve_arms_of_another_primitive_draw_from_its_split():
     cfg = d1.Config(splits=["simple"], primitive="walk", curve=[2], arms=list(d1.ARMS))
-    assert cfg.arm_names == ["simple", "walk+2"]
+    assert cfg.arm_names == ["simple", "walk+2", "tf/simple"]  # the transformer learns the GRU's splits by default
     s = d1.arm_split(cfg, "walk+2", seed=3)
     assert len(s.test) == len(scan.primitive_split("walk").test) - 2
 
@@ -63,7 +68,8 @@ def test_curve_arms_of_another_primitive_draw_from_its_split():
 @pytest.mark.parametrize(
     ("argv", "named"),
     [(["--set", "splits=[simple, jmup]"], "jmup"), (["--set", "primitive=fly"], "fly"),
-     (["--set", "curve=[4, 4]"], "curve"), (["--arms", "simple,nope"], "nope")],
+     (["--set", "curve=[4, 4]"], "curve"), (["--arms", "simple,nope"], "nope"),
+     (["--set", "tf_splits=[simple, lenght]"], "lenght"), (["--set", "tf_heads=3"], "tf_heads")],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(in_tmp, argv, named):
     code, _, err = cli([*RUN, *argv])
@@ -77,7 +83,7 @@ def test_smoke_run_end_to_end(tmp_path):
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     cfg = d1.Config(**d1.PRESETS["smoke"])
-    assert list(summary["table"]) == [*scan.SPLITS, "jump+4"]
+    assert list(summary["table"]) == [*scan.SPLITS, "jump+4", "tf/simple", "tf/length"]
     for cells in summary["table"].values():
         assert {"exact", "token"} <= set(cells) and len(cells["exact"]["values"]) == cfg.seeds
         assert 0 <= cells["exact"]["mean"] <= cells["token"]["mean"] <= 1
@@ -86,10 +92,12 @@ def test_smoke_run_end_to_end(tmp_path):
         assert (out / f"{figure}.png").is_file()
     run = learnlab.load_run(out)
     assert (run.metrics.split == "by_length").any()
-    model = run.models["seq2seq"].model
-    assert model.n_models == len(cfg.arm_names) * cfg.seeds
-    src = torch.as_tensor(scan.encode(scan.all_commands()[:3])[0])[None].expand(model.n_models, -1, -1)
-    assert model.greedy(src, 5, scan.BOS, scan.EOS).shape == (model.n_models, 3, 5)
+    assert set(run.metrics[run.metrics.split == "by_length"].arm) == {"length", "tf/length"}
+    for name, arms in (("seq2seq", 6), ("transformer", 2)):
+        model = run.models[name].model
+        assert model.n_models == arms * cfg.seeds
+        src = torch.as_tensor(scan.encode(scan.all_commands()[:3])[0])[None].expand(model.n_models, -1, -1)
+        assert model.greedy(src, 5, scan.BOS, scan.EOS).shape == (model.n_models, 3, 5)
 
 
 def test_members_with_smaller_test_sets_are_scored_on_their_own_lines_only():

@@ -14,6 +14,7 @@ working around a fixed period.
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 from collections.abc import Callable, Iterator, Sequence
@@ -245,6 +246,17 @@ def _schedule(eval_steps: Sequence[int] | None, eval_every: int, steps: int) -> 
     if eval_steps is not None:
         return set(eval_steps)
     return set(multiples(eval_every, steps - 1, after=0)) if eval_every else set()
+
+
+def warmup_cosine(steps: int, warmup: int = 0) -> Callable[[int], float]:
+    """An `lr_schedule`: linear warm-up from 1/warmup to 1 over `warmup` steps, then cosine decay to 0 at `steps`."""
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return multiplier
 
 
 @contextmanager

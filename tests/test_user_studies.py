@@ -26,10 +26,13 @@ def xor_width():
 
 def test_a_registered_study_is_listed_run_reported_and_reproduced(xor_width, tmp_path, capsys):
     assert main(["list"]) == 0 and "xor-width" in capsys.readouterr().out
-    assert main(["run", "xor-width", "--preset", "smoke", "--out", str(tmp_path / "r"), "--quiet"]) == 0
-    assert "Width 16 ends with a lower loss" in capsys.readouterr().out
+    assert main(["run", "xor-width", "--preset", "laptop", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    shown = capsys.readouterr().out
+    assert "Width 16 ends with a lower loss" in shown and "reproduced" not in shown  # a hypothesis, not a paper
     assert main(["report", str(tmp_path / "r")]) == 0
-    assert learnlab.load_run(tmp_path / "r").summary["study"] == "xor-width"
+    summary = learnlab.load_run(tmp_path / "r").summary
+    assert summary["study"] == "xor-width" and summary["claims"][0]["verdict"] in ("held", "did not hold")
+    assert "reproduced" not in (tmp_path / "r" / "report.md").read_text()
     done = learnlab.reproduce(preset="smoke", only=["xor-width"], out=tmp_path / "all", progress=False)
     assert [s["study"] for s in done["studies"]] == ["xor-width"]
 
@@ -67,3 +70,11 @@ def test_a_broken_entry_point_is_a_warning_and_the_lab_still_works(tmp_path):
     done = subprocess.run([sys.executable, "-m", "learnlab", "list"], env=env, capture_output=True, text=True)
     assert done.returncode == 0 and "hard-negatives" in done.stdout
     assert "entry point 'broken'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_neutral_verdict_words_are_counted_as_their_outcomes():
+    from learnlab.reporting.report import verdict_counts
+
+    held = [{"verdict": "held"}, {"verdict": "did not hold"}, {"verdict": "undetermined"}]
+    assert verdict_counts(held) == "1/3 held, 1 did not hold, 1 undetermined"
+    assert verdict_counts([{"verdict": "reproduced"}, {"verdict": "undetermined"}]) == "1/2 reproduced, 1 undetermined"

@@ -264,7 +264,7 @@ def execute(
         "table": table,
         "reference": reference,
         "comparison": compare(table, reference),
-        "claims": [claim.judge(table).as_dict() for claim in spec.claims],
+        "claims": [claim.judge(table).as_dict(spec.verdict_words) for claim in spec.claims],
         "method": spec.method,
     }
     summary.update(units(spec))

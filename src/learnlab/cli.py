@@ -19,6 +19,7 @@ from learnlab.config import config_from_yaml, parse_overrides
 from learnlab.errors import Interrupted, LearnlabError
 from learnlab.progress import console as _console
 from learnlab.reporting.report import SMOKE, fmt, mean_std, metric_unit, shown_claims, verdict_counts
+from learnlab.reporting.stats import OUTCOME
 from learnlab.store.run import EXPORTS
 from learnlab.store.rundir import DEFAULT_ROOT, find_runs
 from learnlab.tracking import KINDS as TRACKERS
@@ -245,7 +246,7 @@ def print_summary(summary: dict) -> None:
         smoke = f" ({SMOKE})" if summary.get("preset") == "smoke" else ""
         screen.print(f"[bold]Verdicts: {verdict_counts(claims)}{smoke}[/bold]", highlight=False)
     for claim in claims:
-        colour = {"reproduced": "green", "not reproduced": "red"}.get(claim["verdict"], "yellow")
+        colour = {True: "green", False: "red"}.get(OUTCOME.get(claim["verdict"]), "yellow")
         text = f"{claim['claim']}: {claim['evidence']}"
         screen.print(f"[{colour}]{claim['verdict']}[/{colour}] {escape(text)}", highlight=False)
     if "run_dir" in summary:

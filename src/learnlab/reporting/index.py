@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from learnlab.reporting.report import Badge, Block, Link, comparison_rows, shown_claims, to_html, to_markdown
-
-VERDICTS = ("reproduced", "not reproduced", "undetermined")
+from learnlab.reporting.stats import OUTCOME
 
 
 @dataclass(frozen=True)
@@ -36,11 +35,8 @@ def claims(entries: list[Entry]) -> list[dict[str, Any]]:
 def summary_line(entries: list[Entry]) -> str:
     """'41 claims: 29 reproduced, 7 not, 5 undetermined' (and the studies that did not finish, if any)."""
     found = claims(entries)
-    counts = {v: sum(c["verdict"] == v for c in found) for v in VERDICTS}
-    line = (
-        f"{len(found)} claims: {counts['reproduced']} reproduced, {counts['not reproduced']} not, "
-        f"{counts['undetermined']} undetermined"
-    )
+    counts = {held: sum(OUTCOME[c["verdict"]] is held for c in found) for held in (True, False, None)}
+    line = f"{len(found)} claims: {counts[True]} reproduced, {counts[False]} not, {counts[None]} undetermined"
     failed = [e.study for e in entries if e.summary is None]
     return line + (f"; {len(failed)} of {len(entries)} studies did not finish ({', '.join(failed)})" if failed else "")
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from learnlab.reporting.stats import OUTCOME, WORDS
+
 Block = tuple[str, Any]
 
 
@@ -127,12 +129,14 @@ def comparison_rows(summary: dict[str, Any]) -> list[list[str]]:
 
 
 def verdict_counts(claims: list[dict[str, Any]]) -> str:
-    """'4/5 reproduced, 1 undetermined': the verdicts of a run in one line."""
+    """'4/5 reproduced, 1 undetermined' (a user's hypotheses: '4/5 held, …'): the verdicts of a run in one line."""
     if not claims:
         return "no claims"
-    counts = {v: sum(c["verdict"] == v for c in claims) for v in ("reproduced", "not reproduced", "undetermined")}
-    rest = [f"{n} {v}" for v, n in counts.items() if n and v != "reproduced"]
-    return ", ".join([f"{counts['reproduced']}/{len(claims)} reproduced", *rest])
+    neutral = any(c["verdict"] in WORDS["hypothesis"].values() and c["verdict"] != "undetermined" for c in claims)
+    words = WORDS["hypothesis" if neutral else "published"]
+    counts = {held: sum(OUTCOME[c["verdict"]] is held for c in claims) for held in (True, False, None)}
+    rest = [f"{counts[held]} {words[held]}" for held in (False, None) if counts[held]]
+    return ", ".join([f"{counts[True]}/{len(claims)} {words[True]}", *rest])
 
 
 SMOKE = "smoke preset: decides nothing"
@@ -158,7 +162,7 @@ def _contradictions(summary: dict[str, Any]) -> list[str]:
     """Where the 'published mean inside CI' column and the verdicts seem to disagree, say why they may."""
     rows, claims = summary.get("comparison", []), shown_claims(summary)
     outside = [f"{r['arm']} {r['metric']}" for r in rows if not r["published_inside_ci"]]
-    failed = [c for c in claims if c["verdict"] == "not reproduced"]
+    failed = [c for c in claims if OUTCOME[c["verdict"]] is False]
     if outside and claims and not failed:
         return [
             f"The published mean lies outside our 95% CI for {', '.join(outside)}, yet no claim failed: a claim "
@@ -173,7 +177,7 @@ def _contradictions(summary: dict[str, Any]) -> list[str]:
     return []
 
 
-BADGE = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "undetermined": "#9a6700"}
+BADGE = {word: {True: "#1a7f37", False: "#cf222e", None: "#9a6700"}[held] for word, held in OUTCOME.items()}
 
 
 DEFAULT_CAPTIONS = {

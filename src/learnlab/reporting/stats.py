@@ -136,3 +136,12 @@ def within(cell: Cell, margin: float) -> bool | None:
         return None
     lo, hi = cell["ci95"]
     return bool(-margin <= lo and hi <= margin)
+
+
+# A built-in study tests a published claim; a user's study (defined outside learnlab) tests its own
+# hypothesis, and its verdicts say so in neutral words.
+WORDS = {
+    "published": {True: "reproduced", False: "not reproduced", None: "undetermined"},
+    "hypothesis": {True: "held", False: "did not hold", None: "undetermined"},
+}
+OUTCOME = {word: held for words in WORDS.values() for held, word in words.items()}  # "held" -> True

@@ -18,7 +18,7 @@ import pandas as pd
 
 from learnlab.config import StudyConfig
 from learnlab.engine.context import RunContext
-from learnlab.reporting.stats import Table
+from learnlab.reporting.stats import WORDS, Table
 
 COLUMNS = ["arm", "seed", "step", "split", "metric", "value"]
 
@@ -29,9 +29,8 @@ class Verdict:
     held: bool | None  # None: this run cannot decide (one seed gives no confidence interval)
     evidence: str
 
-    def as_dict(self) -> dict[str, Any]:
-        verdict = {True: "reproduced", False: "not reproduced", None: "undetermined"}[self.held]
-        return {"claim": self.claim, "verdict": verdict, "evidence": self.evidence}
+    def as_dict(self, vocabulary: str = "published") -> dict[str, Any]:
+        return {"claim": self.claim, "verdict": WORDS[vocabulary][self.held], "evidence": self.evidence}
 
 
 def every(outcomes: Iterable[bool | None]) -> bool | None:
@@ -89,6 +88,15 @@ class Study:
     derived: Callable[[pd.DataFrame, Any], Table] | None = None
     plain_metrics: tuple[str, ...] = ()  # metrics that are numbers, not fractions, even inside [0, 1]
     point_metrics: tuple[str, ...] = ()  # differences of fractions: signed percentage points
+    # "published" (reproduced / not reproduced) or "hypothesis" (held / did not hold); None: "published" for
+    # learnlab's own studies, "hypothesis" for one defined outside the package
+    vocabulary: str | None = None
+
+    @property
+    def verdict_words(self) -> str:
+        if self.vocabulary is not None:
+            return self.vocabulary
+        return "published" if self.measure.__module__.startswith("learnlab.studies.") else "hypothesis"
 
     @property
     def codes(self) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ bit and touch only their members; v* optimisation makes the model emit the new t
 import pytest
 import torch
 
+from learnlab.engine.determinism import deterministic
 from learnlab.interventions.editing import (
     IGNORE,
     apply_rank_one,
@@ -12,9 +13,12 @@ from learnlab.interventions.editing import (
     key_covariance,
     label_nll,
     mlp_keys,
+    optimise_value,
     rank_one_update,
     rome_edit,
+    spd_solve,
     subject_key,
+    value_hooks,
 )
 from learnlab.models.moe import moe
 from learnlab.models.transformer import EnsembleTransformer
@@ -56,6 +60,19 @@ def test_closed_form_on_a_toy_linear_layer():
     assert torch.allclose(out(new, orthogonal), out(w, orthogonal), atol=1e-10)
     assert not torch.allclose(out(new, r), out(w, r), atol=1e-3)  # a general key does move
     assert torch.linalg.matrix_rank(new - w).tolist() == [1, 1]
+
+
+def test_spd_solve_by_cholesky_and_a_singular_c_by_its_pseudo_inverse():
+    gen = torch.Generator().manual_seed(3)
+    keys = torch.randn(2, 50, 16, generator=gen, dtype=torch.float64) + 0.3
+    cov, rhs = key_covariance(keys, ridge=1e-3), torch.randn(2, 16, generator=gen, dtype=torch.float64)
+    assert torch.allclose(spd_solve(cov, rhs), torch.linalg.solve(cov, rhs[..., None])[..., 0], atol=1e-10)
+    with deterministic():  # as inside a run, where the LU solve failed (lu_solve's pivots)
+        assert torch.allclose(spd_solve(cov, rhs), torch.linalg.solve(cov, rhs[..., None])[..., 0], atol=1e-10)
+    few = key_covariance(keys[:, :5])  # rank 5 of 16: not positive definite
+    k_star = keys[:, 0]  # in C's range
+    u = spd_solve(few, k_star)
+    assert torch.isfinite(u).all() and torch.allclose((few @ u[..., None])[..., 0], k_star, atol=1e-8)
 
 
 def test_covariance_mask_and_ridge():
@@ -118,6 +135,29 @@ def test_rome_edit_makes_the_model_emit_the_new_target():
         assert torch.equal(after[1], m(prompts)[1])
         assert (label_nll(after, labels)[[0, 2]] < before[[0, 2]]).all()
     assert torch.allclose(label_nll(m(prompts), labels), before)
+
+
+def test_v_star_at_the_site_and_the_rank_one_edit_agree_where_the_key_is_k_star():
+    """The site's ceiling (v* added at the subject's last token by `value_hooks`) and the weight edit give the
+    same MLP output there and the same prediction when every prompt has the key k*: the edit loses nothing."""
+    m = model()
+    prompt = corpus(n=1)
+    labels = torch.full_like(prompt, IGNORE)
+    read = subject = T - 1  # a random model routes little from earlier positions to the read one
+    labels[:, :, read] = (m(prompt)[:, :, read].argmax(-1) + 1) % V
+    cov = key_covariance(mlp_keys(m, corpus(), 0), ridge=1e-3)
+    v_star = optimise_value(m, prompt, labels, 0, subject, steps=40)
+    hooks = value_hooks(m, prompt, 0, subject, v_star)
+    seen = {}
+    m(prompt, hooks={"blocks.0.hook_mlp_out": lambda x, n: seen.setdefault(n, hooks[n](x, n))})
+    assert torch.allclose(seen["blocks.0.hook_mlp_out"][:, 0, subject], v_star, atol=1e-5)
+    with apply_rank_one(m, 0, subject_key(m, prompt, 0, subject), v_star, cov):
+        _, edited = m.run_with_cache(prompt, ["blocks.0.hook_mlp_out"])
+        assert torch.allclose(edited["blocks.0.hook_mlp_out"][:, 0, subject], v_star, atol=1e-4)
+        after, edited_nll = m(prompt)[:, 0, read].argmax(-1), label_nll(m(prompt), labels)
+    assert torch.equal(after, labels[:, 0, read])  # efficacy 100% on the edited prompt, every member
+    assert torch.equal(m(prompt, hooks=hooks)[:, 0, read].argmax(-1), after)
+    assert torch.allclose(label_nll(m(prompt, hooks=hooks), labels), edited_nll, atol=0.1)  # other keys move a little
 
 
 def test_the_essence_term_keeps_the_subjects_own_distribution():

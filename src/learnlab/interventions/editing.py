@@ -124,11 +124,23 @@ def corpus_covariance(
     return cov
 
 
+def spd_solve(cov: Tensor, rhs: Tensor) -> Tensor:
+    """C^-1 x for a symmetric positive-definite C [..., d, d] and x [..., d], by Cholesky; a C that is not
+    positive definite (no ridge, fewer keys than dimensions) goes through its pseudo-inverse. Not LU
+    (torch.linalg.solve): inside a learnlab run (deterministic kernels, after training) its batched
+    float64 LU failed with "Pivots given to lu_solve must all be greater or equal to 1" on a finite,
+    well-conditioned C that it solved outside one."""
+    factor, info = torch.linalg.cholesky_ex(cov)
+    if bool((info == 0).all()):
+        return torch.cholesky_solve(rhs[..., None], factor)[..., 0]
+    return (torch.linalg.pinv(cov, hermitian=True) @ rhs[..., None])[..., 0]
+
+
 def rank_one_update(w: Tensor, k_star: Tensor, v_star: Tensor, cov: Tensor, bias: Tensor | None = None) -> Tensor:
     """ROME's W' in learnlab's layout (out = k @ w + bias): w [..., d_in, d_out], k_star [..., d_in],
     v_star [..., d_out], cov [..., d_in, d_in]. Computed in float64, returned in w's dtype."""
     w64, k64 = w.double(), k_star.double()
-    u = torch.linalg.solve(cov.double(), k64[..., None])[..., 0]  # C^-1 k*
+    u = spd_solve(cov.double(), k64)  # C^-1 k*
     current = (k64[..., None, :] @ w64)[..., 0, :] + (0.0 if bias is None else bias.double())
     residual = (v_star.double() - current) / (k64 * u).sum(-1, keepdim=True)
     return (w64 + u[..., :, None] * residual[..., None, :]).to(w.dtype)
@@ -236,6 +248,26 @@ def optimise_value(
             norm = delta.norm(dim=-1, keepdim=True)
             delta.mul_(torch.where(norm > clamp_norm * scale, clamp_norm * scale / norm, torch.ones_like(norm)))
     return (v0 + delta).detach()
+
+
+def value_hooks(
+    model: EnsembleTransformer,
+    tokens: Tensor,
+    layer: int,
+    position: Tensor | int,
+    v_star: Tensor,
+    attention_mask: Tensor | None = None,
+) -> dict[str, Callable[[Tensor, str], Tensor]]:
+    """The forward hooks that put v* [K, d_model] where `optimise_value` found it: v* minus the prompts' mean
+    original value added to the MLP output at each prompt's `position`. The model run with them scores
+    the site itself, without the weight edit: what v* written at the subject's last token gives these
+    prompts, the ceiling of a rank-one edit there (exact at the mean key k* only, and it moves other keys)."""
+    name = f"blocks.{layer}.hook_mlp_out"
+    at = _at_position(position, tokens.shape, tokens.device)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, [name], attention_mask=attention_mask, stop_at_layer=layer + 1)
+    delta = v_star - (cache[name] * at).sum(2).mean(1)
+    return {name: lambda x, _: x + at * delta[:, None, None]}
 
 
 def _essence_kl(

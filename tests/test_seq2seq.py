@@ -55,19 +55,23 @@ def test_gru_is_torch_gru():
     torch.testing.assert_close(last, last_ref, atol=1e-6, rtol=1e-5)
 
 
-def test_ensemble_equals_separate_trainings():
-    seeds, steps = [3, 4, 5], 25
+def assert_ensemble_equals_separate_trainings(model, seeds=(3, 4, 5), steps=25):
+    """`model(seeds)` trained as one ensemble ends where each seed trained alone ends (and it learns)."""
     batches = _batches(seeds, steps)
-    ensemble = _model(seeds)
+    ensemble = model(seeds)
     log = train_ensemble(ensemble, lambda s: batches[s], _loss, steps=steps, lr=1e-2)
     for k, seed in enumerate(seeds):
-        alone = _model([seed])
+        alone = model([seed])
         own = [(x[k : k + 1], y[k : k + 1]) for x, y in batches]
         alone_log = train_ensemble(alone, lambda s, own=own: own[s], _loss, steps=steps, lr=1e-2)
         torch.testing.assert_close(log.losses[:, k], alone_log.losses[:, 0], atol=1e-5, rtol=1e-5)
         for (name, p), q in zip(ensemble.named_parameters(), alone.parameters(), strict=True):
             torch.testing.assert_close(p[k : k + 1], q, atol=1e-5, rtol=1e-4, msg=name)
     assert log.losses[-1].mean() < log.losses[0].mean()  # it learns
+
+
+def test_ensemble_equals_separate_trainings():
+    assert_ensemble_equals_separate_trainings(_model)
 
 
 def test_greedy_matches_teacher_forcing_on_its_own_outputs():

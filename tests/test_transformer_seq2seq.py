@@ -4,9 +4,8 @@ the hooks see and change what they name."""
 
 import pytest
 import torch
-from test_seq2seq import IN, OUT, _batches, _loss
+from test_seq2seq import IN, OUT, _batches, _loss, assert_ensemble_equals_separate_trainings
 
-from learnlab.engine.train import train_ensemble
 from learnlab.models.transformer_seq2seq import EnsembleTransformerSeq2Seq
 
 B = 6
@@ -19,18 +18,7 @@ def _model(seeds, **kw):
 
 
 def test_ensemble_equals_separate_trainings():
-    seeds, steps = [3, 4, 5], 20
-    batches = _batches(seeds, steps)
-    ensemble = _model(seeds)
-    log = train_ensemble(ensemble, lambda s: batches[s], _loss, steps=steps, lr=1e-2)
-    for k, seed in enumerate(seeds):
-        alone = _model([seed])
-        own = [(x[k : k + 1], y[k : k + 1]) for x, y in batches]
-        alone_log = train_ensemble(alone, lambda s, own=own: own[s], _loss, steps=steps, lr=1e-2)
-        torch.testing.assert_close(log.losses[:, k], alone_log.losses[:, 0], atol=1e-5, rtol=1e-5)
-        for (name, p), q in zip(ensemble.named_parameters(), alone.parameters(), strict=True):
-            torch.testing.assert_close(p[k : k + 1], q, atol=1e-5, rtol=1e-4, msg=name)
-    assert log.losses[-1].mean() < log.losses[0].mean()  # it learns
+    assert_ensemble_equals_separate_trainings(_model, steps=20)
 
 
 def test_source_padding_changes_nothing():

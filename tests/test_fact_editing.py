@@ -11,6 +11,7 @@ from helpers import cli
 
 from learnlab.config import build_config
 from learnlab.interventions.editing import IGNORE
+from learnlab.models.transformer import EnsembleTransformer
 from learnlab.protocols import biography_lm as bl
 from learnlab.reporting.stats import describe
 from learnlab.studies import fact_editing as fe
@@ -73,6 +74,23 @@ def test_auroc_and_detection_statistics():
     before, after = fe.layer_statistics(w), fe.layer_statistics(spiked)
     assert after["row_ratio"][1] > 2 * before["row_ratio"][1] and after["sigma1"][1] > before["sigma1"][1]
     assert after["row_ratio"][0] == before["row_ratio"][0]
+
+
+def test_value_logprob_sums_the_labelled_tokens_and_the_efficacy_score_compares_them():
+    m = EnsembleTransformer(2, 11, 8, d_model=8, n_layers=1, n_heads=1, d_mlp=16, n_out=11)
+    m.reset_parameters([torch.Generator().manual_seed(i) for i in range(2)])
+    tokens = torch.randint(0, 11, (3, 6), generator=torch.Generator().manual_seed(0))
+    labels = torch.full_like(tokens, IGNORE)
+    labels[:, 2:4] = tokens[:, 3:5]
+    logp = m(tokens.expand(2, -1, -1)).log_softmax(-1)
+    expected = sum(logp[:, :, t].gather(-1, tokens[:, t + 1].expand(2, -1)[..., None])[..., 0] for t in (2, 3))
+    got = fe.value_logprob(m, tokens, labels)
+    assert torch.allclose(got, expected, atol=1e-5)
+    other = labels.clone()
+    other[:, 2:4] = (labels[:, 2:4] + 1) % 11
+    score = fe._new_beats_old(m, (tokens, labels), (tokens, other))
+    assert torch.equal(score, (got > fe.value_logprob(m, tokens, other)).float().mean(1))
+    assert torch.equal(fe._new_beats_old(m, (tokens, labels), (tokens, labels)), torch.zeros(2))  # ties: not beaten
 
 
 # --- claims on hand-made tables ------------------------------------------------------------------------------
@@ -155,6 +173,8 @@ def test_smoke_run_end_to_end(smoke_run):
             assert len(t[method][metric]["values"]) == 2
     assert {"ie_mlp_last_name", "ie_attention_last_name", "ie_residual_last_name", "total_effect"} <= set(t[fe.TRACING])
     assert t[fe.UNEDITED]["specificity_drop"]["mean"] == 0.0
+    assert "site_efficacy" in t[fe.ROME] and all("efficacy_score" in t[m] for m in (fe.ROME, fe.FT, fe.UNEDITED))
+    assert all(0 <= v <= 1 for m in ("site_efficacy", "efficacy_score") for v in t[fe.ROME][m]["values"])
     assert "auroc_sigma1" in t["detect-rome"]
     assert [c["verdict"] for c in summary["claims"]] == ["undetermined"] * 4
     assert (smoke_run / "causal_trace.png").exists() and (smoke_run / "edits.png").exists()

@@ -155,17 +155,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ft_steps": 5,
     },
     # the laptop world's pools, N = 50 individuals learnt by a 3-layer transformer (64 wide) in 400 steps of 16
-    # biographies (128 per individual), 5 seeds; v* in 25 steps (ROME: 20). Measured 2026-12-02 on the shared
-    # 2-core CPU: 4.5-4.8 CPU-min a run (training 3.6, tracing 20 prompts + 10 edits 1.2), 5.2-7.6 min wall
-    # at 60-90% of a core; alone, with <= 2 threads and no waits, at most its CPU time: ~4-5 min. Verdicts:
-    # tracing and efficacy not reproduced, specificity reproduced (drop 3.6 points, CI -1.8 to 9.0),
-    # generalisation undetermined: the gain, 17.5 points (CI 6 to 29), straddles 25 and its spread is the
-    # seeds' (30 edits a seed left the CI as wide; 4 layers, 2 seeds, edited no better). ROME's 20% efficacy
-    # is its site's: v* put at the last name token without any weight edit gives 20% too, and an unconstrained
-    # v* there fixes the value's first token but not the rest (NLL ~4), while the read position's MLP
-    # carries the fact (IE 9% against 0.2% at the last name token); FT+L, which edits every position, 100%
+    # biographies (128 per individual), 8 seeds (5 left generalisation undetermined: gain 17.5 points, CI 6 to
+    # 29 across the 25 bound, a spread between seeds that 30 edits a seed did not narrow); v* in 25 steps
+    # (ROME: 20). Measured 2026-12-02 on the shared 2-core CPU: 7.3 CPU-min (training ~5.5, tracing 20 prompts
+    # + 10 edits ~1.8), 6.3 min wall at 115% of a core beside other jobs; alone ~5-6 min. Verdicts: tracing,
+    # efficacy and generalisation not reproduced (gain 15.2 points, CI 6.8 to 23.5), specificity reproduced
+    # (drop 3.8 points, CI 0.3 to 7.3). ROME's 16% efficacy is its site's: v* put at the last name token
+    # without any weight edit gives 17.5%, an unconstrained v* there fixes the value's first token but not the
+    # rest (NLL ~4), and the read position's MLP carries the fact (IE 8.3% against 0.5% at the last name
+    # token, where the other name tokens beat it); 4 layers (2 seeds) edited no better; FT+L, which edits
+    # every position, 100%
     "laptop": {
-        "seeds": 5,
+        "seeds": 8,
         **bl.LAPTOP_POOLS,
         "n_individuals": 50,
         "n_unseen": 20,

@@ -155,6 +155,19 @@ def test_claims_are_undetermined_below_five_seeds_or_without_moe_arms():
     assert all(c.min_seeds >= 5 for c in e3.CLAIMS) and e3.PRESETS["laptop"]["seeds"] >= 5
 
 
+@pytest.mark.parametrize("dense_total", [[100, 112, 93, 106, 101], None], ids=["no-larger", "missing"])
+def test_claims_are_undetermined_where_more_mlp_parameters_store_no_more_facts(dense_total):
+    facts = (
+        {**RISING, "dense-total": dense_total}
+        if dense_total
+        else {a: v for a, v in RISING.items() if a != "dense-total"}
+    )
+    t = _table(facts)
+    t[e3.DERIVED] = e3.comparisons(t)
+    verdicts = [c.judge(t).as_dict() for c in e3.CLAIMS]
+    assert [v["verdict"] for v in verdicts] == ["undetermined"] * 2 and "dense-total" in verdicts[0]["evidence"]
+
+
 def test_claims_are_undetermined_when_no_arm_learnt_facts():
     t = _table(RISING)
     for arm in t:

@@ -166,21 +166,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ft_eval_early": 5,
         "ft_eval_every": 10,
     },  # fmt: skip
-    # The laptop world (pools of 40), N = 50, 2 layers x 32, experts and the dense-active MLP 4 wide (dense-total
-    # 32), 400 steps of 16 biographies (128 per individual) at lr 0.02, experts 1 and 8 (4 arms: moe-4 and a
-    # second N would cost ~25% each), 5 seeds. Measured with this preset (5 seeds; chance 7%): accuracy over
-    # every seen individual dense-active 67%, dense-total 64%, moe-1 71%, moe-8 66% (facts 202/192/212/197);
-    # forgetting 0.09/0.11/0.09/0.11; moe-8 load imbalance 1.13 (layer 0), 1.21 (layer 1). The claims' numbers
-    # (slope -5 facts per doubling of E, CI -21 to +10; moe-8 minus dense-active -5, CI -54 to +43) are not
-    # judged: the MLP is not the bottleneck here (dense-total stores no more than dense-active), so both claims
-    # are undetermined by their manipulation check. At vocab 2048, 97 of 100 individuals have a name token of their own, whose embedding can
-    # hold their facts: a 4-wide and a 32-wide MLP store the same (2 seeds, N = 100, 800 steps: 82.6% vs
-    # 82.9%; this preset: 67% vs 64%); at vocab 512 (11 of 100 with a token of their own) nothing was learnt in
-    # 800 steps (3-7%). Capacity needs the paper preset. lr 0.01 learnt slower (N = 50, 400 steps: 55%), 0.03-0.04
-    # worse; 300 steps left N = 50 at 53% and N = 100 at 19%. Cost: 577 CPU-s for the whole run (317 user, 260
-    # system: page faults of the 2048-token logits), measured on a shared CPU (8.3 min wall at 116% CPU); a
-    # one-thread moe-8 job costs the same CPU time, so alone on 2 cores it takes at most ~9.6 min, ~5-7 with
-    # PyTorch's 2 threads (an estimate, not a timing alone).
+    # The laptop world (pools of 40), N = 50, 2 layers x 32, experts and the dense-active MLP 4 wide (dense-total 32),
+    # 400 steps of 16 biographies (128 per individual) at lr 0.02, experts 1 and 8 (4 arms: moe-4 and a second N would
+    # cost ~25% each), 5 seeds. Measured with this preset (5 seeds; chance 7%): accuracy over every seen individual
+    # dense-active 67%, dense-total 64%, moe-1 71%, moe-8 66% (facts 202/192/212/197); forgetting 0.09/0.11/0.09/0.11;
+    # moe-8 load imbalance 1.13 (layer 0), 1.21 (layer 1). The claims' numbers (slope -5 facts per doubling of E, CI -21
+    # to +10; moe-8 minus dense-active -5, CI -54 to +43) are not judged: the MLP is not the bottleneck here
+    # (dense-total stores no more than dense-active), so both claims are undetermined by their manipulation check. At
+    # vocab 2048, 97 of 100 individuals have a name token of their own, whose embedding can hold their facts: a 4-wide
+    # and a 32-wide MLP store the same (2 seeds, N = 100, 800 steps: 82.6% vs 82.9%; this preset: 67% vs 64%); at vocab
+    # 512 (11 of 100 with a token of their own) nothing was learnt in 800 steps (3-7%). Capacity needs the paper preset.
+    # lr 0.01 learnt slower (N = 50, 400 steps: 55%), 0.03-0.04 worse; 300 steps left N = 50 at 53% and N = 100 at 19%.
+    # Cost: 577 CPU-s for the whole run (317 user, 260 system: page faults of the 2048-token logits), measured on a
+    # shared CPU (8.3 min wall at 116% CPU); a one-thread moe-8 job costs the same CPU time, so alone on 2 cores it
+    # takes at most ~9.6 min, ~5-7 with PyTorch's 2 threads; measured alone on 2 cores: 388 s.
     "laptop": {
         "seeds": 5,
         **bl.LAPTOP_POOLS,

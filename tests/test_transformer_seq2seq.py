@@ -4,7 +4,14 @@ the hooks see and change what they name."""
 
 import pytest
 import torch
-from test_seq2seq import IN, OUT, _batches, _loss, assert_ensemble_equals_separate_trainings
+from test_seq2seq import (
+    IN,
+    OUT,
+    _batches,
+    _loss,
+    assert_ensemble_equals_separate_trainings,
+    assert_greedy_matches_teacher_forcing,
+)
 
 from learnlab.models.transformer_seq2seq import EnsembleTransformerSeq2Seq
 
@@ -40,16 +47,7 @@ def test_decoder_is_causal():
 
 
 def test_greedy_matches_teacher_forcing_on_its_own_outputs():
-    model = _model([1, 2])
-    src = _batches([1, 2], 1)[0][0]
-    pred = model.greedy(src, steps=6, bos=1, eos=2)
-    tgt_in = torch.cat([torch.ones_like(pred[..., :1]), pred[..., :-1]], dim=-1)
-    forced = model(src, tgt_in).argmax(-1)
-    first_eos = (pred == 2).int().argmax(-1)
-    for k in range(2):
-        for b in range(B):
-            n = int(first_eos[k, b]) + 1 if (pred[k, b] == 2).any() else 6
-            assert torch.equal(forced[k, b, :n], pred[k, b, :n])
+    assert_greedy_matches_teacher_forcing(_model([1, 2]))  # greedy runs with a key-value cache
 
 
 def test_chunked_loss_equals_the_whole_batch_loss():

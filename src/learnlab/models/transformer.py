@@ -45,6 +45,7 @@ Hook = Callable[[Tensor, str], Tensor | None]
 Hooks = Mapping[str, Hook]
 NamesFilter = Callable[[str], bool] | Sequence[str] | str | None
 MLPFactory = Callable[[int, int, int], nn.Module]  # (n_models, d_model, d_mlp) -> forward(x, hooks, prefix)
+Past = tuple[Tensor, Tensor] | None  # an attention layer's cached keys and values (incremental decoding)
 
 
 def _apply(hooks: Hooks | None, name: str, x: Tensor) -> Tensor:
@@ -132,6 +133,18 @@ class Attention(nn.Module):
         z = _attend(q, key, v, flat_mask, hooks, prefix, k)
         z = _apply_heads(hooks, f"{prefix}.hook_z", z, k).transpose(1, 2).reshape(k, b, t, d)
         return _linear(z, self.w_o, self.b_o)
+
+    def step(self, x: Tensor, past: Past) -> tuple[Tensor, Past]:
+        """Incremental causal attention, no hooks: the newest position x [K, B, 1, D] attends to itself and
+        every earlier one, whose keys and values [K*B, heads, t, d_head] `past` holds; returns the output and
+        the keys and values with x's appended (greedy decoding without rerunning the prefix)."""
+        k, b, _, d = x.shape
+        h = self.n_heads
+        q, key, v = _linear(x, self.w_qkv, self.b_qkv).view(k * b, 1, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+        if past is not None:
+            key, v = torch.cat([past[0], key], dim=2), torch.cat([past[1], v], dim=2)
+        z = F.scaled_dot_product_attention(q, key, v)
+        return _linear(z.transpose(1, 2).reshape(k, b, 1, d), self.w_o, self.b_o), (key, v)
 
 
 class MLP(nn.Module):

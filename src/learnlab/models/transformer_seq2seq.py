@@ -36,6 +36,7 @@ from learnlab.models.transformer import (
     Block,
     HookedEnsemble,
     Hooks,
+    Past,
     _apply,
     _apply_heads,
     _attend,
@@ -43,8 +44,6 @@ from learnlab.models.transformer import (
     _linear,
     _prefixed,
 )
-
-Past = tuple[Tensor, Tensor] | None  # a decoder layer's cached self-attention keys and values
 
 
 class CrossAttention(nn.Module):
@@ -104,7 +103,7 @@ class DecoderBlock(nn.Module):
 
     def step(self, x: Tensor, memory: Tensor, memory_mask: Tensor, past: Past) -> tuple[Tensor, Past]:
         """The block at the newest position x [K, B, 1, D] only, its self-attention reading the cache."""
-        attn, past = _cached_self_attention(self.attn, _layer_norm(x, self.ln1_w, self.ln1_b), past)
+        attn, past = self.attn.step(_layer_norm(x, self.ln1_w, self.ln1_b), past)
         x = x + attn
         x = x + self.cross_attn(_layer_norm(x, self.ln2_w, self.ln2_b), memory, memory_mask, None, "")
         return x + self.mlp(_layer_norm(x, self.ln3_w, self.ln3_b), None, ""), past
@@ -118,19 +117,6 @@ class DecoderBlock(nn.Module):
         x = _apply(hooks, f"{prefix}.hook_resid_mid_cross", x + _apply(hooks, f"{prefix}.hook_cross_attn_out", cross))
         mlp = self.mlp(_layer_norm(x, self.ln3_w, self.ln3_b), hooks, f"{prefix}.mlp")
         return _apply(hooks, f"{prefix}.hook_resid_post", x + _apply(hooks, f"{prefix}.hook_mlp_out", mlp))
-
-
-def _cached_self_attention(attn: Attention, x: Tensor, past: Past) -> tuple[Tensor, Past]:
-    """The newest position x [K, B, 1, D] attending to itself and every earlier one, whose keys and values
-    [K*B, heads, t, d_head] `past` holds; returns the output and the keys and values with x's appended."""
-    k, b, _, d = x.shape
-    h = attn.n_heads
-    qkv = _linear(x, attn.w_qkv, attn.b_qkv).view(k * b, 1, 3, h, d // h).permute(2, 0, 3, 1, 4)
-    q, key, v = qkv.unbind(0)
-    if past is not None:
-        key, v = torch.cat([past[0], key], dim=2), torch.cat([past[1], v], dim=2)
-    z = F.scaled_dot_product_attention(q, key, v)
-    return _linear(z.transpose(1, 2).reshape(k, b, 1, d), attn.w_o, attn.b_o), (key, v)
 
 
 def _embed(table: Tensor, positions: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:

@@ -34,7 +34,7 @@ from learnlab.config import StudyConfig
 from learnlab.engine.context import RunContext
 from learnlab.engine.rng import NumpyGenerator, generator
 from learnlab.engine.stream import ChunkedStream
-from learnlab.engine.train import Snapshots, TrainLog, train_ensemble
+from learnlab.engine.train import Snapshots, TrainLog, train_ensemble, warmup_cosine
 from learnlab.metrics import (
     PLATEAU_ACCURACY,
     AttributeScores,
@@ -395,7 +395,7 @@ def switch_loss(logits: Tensor, real: Tensor, top_k: int, alpha: float) -> Tenso
 
 def cosine(steps: int) -> Callable[[int], float]:
     """The learning-rate multiplier: cosine decay from 1 to 0 over `steps`, no warm-up."""
-    return lambda step: 0.5 * (1.0 + math.cos(math.pi * step / steps))
+    return warmup_cosine(steps)
 
 
 def pattern_names(n_layers: int) -> list[str]:

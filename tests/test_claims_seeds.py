@@ -28,4 +28,3 @@ def test_a_claim_below_its_seeds_is_undetermined_whatever_the_check_says():
 def test_a_missing_arm_or_metric_is_undetermined_not_reproduced():
     claim = Claim("needs arm b", lambda t: (t["b"]["m"]["mean"] > 0, "b measured"))
     assert claim.judge({"a": {"m": describe([1.0, 2.0, 3.0])}}).as_dict()["verdict"] == "undetermined"
-

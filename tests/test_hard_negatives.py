@@ -77,8 +77,10 @@ def test_claim_seeds_fit_the_laptop_preset():
 
 
 def test_share_sweep_figure_has_a_caption_saying_what_the_bars_are():
-    t = {arm: {m: describe([0.5 + share / 2, 0.51 + share / 2]) for m in ("easy", "hard", "extrap", "distant")}
-         for arm, share in a1.ARMS.items()}
+    t = {
+        arm: {m: describe([0.5 + share / 2, 0.51 + share / 2]) for m in ("easy", "hard", "extrap", "distant")}
+        for arm, share in a1.ARMS.items()
+    }
     figs = a1.figures({"table": t, "seeds": [0, 1], "config": {}}, None)
     caption = figs["share_sweep"].learnlab_caption
     assert "mean over 2 seeds" in caption and "95% CI" in caption

@@ -15,7 +15,7 @@ def test_describe_mean_std_and_ci():
     half = 3.182446305284263 * math.sqrt(5 / 3) / 2  # t(0.975, 3) · s / √n
     assert cell["ci95"] == pytest.approx([2.5 - half, 2.5 + half])
     assert cell["values"] == [1.0, 2.0, 3.0, 4.0]
-    assert describe([1.0, 2.0]) ["ci95"] == pytest.approx([1.5 - 12.706204736 * 0.5, 1.5 + 12.706204736 * 0.5])
+    assert describe([1.0, 2.0])["ci95"] == pytest.approx([1.5 - 12.706204736 * 0.5, 1.5 + 12.706204736 * 0.5])
 
 
 def test_describe_degenerate_cases():

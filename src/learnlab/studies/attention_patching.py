@@ -104,8 +104,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # time: 6 trainings of 5 members at about 0.54 s a step. Not yet run: this world has no plateau at N = 200
     # (plateau-scaling's first try), so the claims that need the reference's plateau would be undetermined;
     # a plateau needs N >= 800, about 38 minutes at 5 seeds on 2 cores: to be re-tuned
-    "laptop": {"seeds": 5, **bl.LAPTOP_POOLS, "n_individuals": 200, "steps": 260, "eval_every": 13,
-               "eval_individuals": 60, "arms": [a for a in ARMS if a != "patch-end"]},
+    "laptop": {
+        "seeds": 5,
+        **bl.LAPTOP_POOLS,
+        "n_individuals": 200,
+        "steps": 260,
+        "eval_every": 13,
+        "eval_individuals": 60,
+        "arms": [a for a in ARMS if a != "patch-end"],
+    },
     # the paper's model and data on a GPU, one full cosine; 5 seeds, the fewest the paired claims accept
     "paper": {**bl.PAPER, "seeds": 5, "schedule_steps": 0, "snapshot_every": 500},
 }

@@ -67,9 +67,7 @@ ALPHA_ARM = re.compile(r"^alpha-(?P<alpha>.+?)(?:-N-(?P<n>\d+))?$")
 
 class Config(GridConfig, bl.BiographyConfig):
     grid_knobs = "alphas, n_values and celebrities"
-    alphas: list[float] = Field(
-        [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5], min_length=2, description="Zipf exponents"
-    )
+    alphas: list[float] = Field([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5], min_length=2, description="Zipf exponents")
     n_values: list[int] = Field([100, 200], min_length=1, description="numbers of individuals")
     celebrities: int = Field(10, ge=0, description="celebrity arm at the first N: this many individuals ... (0: none)")
     celebrity_weight: float = Field(10.0, gt=0, description="... drawn this many times as often as the others")
@@ -119,8 +117,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 220 steps (35 passes over the individuals, the paper's 16k x 128 / 64k = 32) to stay within 20 minutes:
     # 7 trainings of 5 members at about 0.54 s a step. With one N, "the optimum grows with N" is undetermined
     # here (the paper preset runs two).
-    "laptop": {"alphas": [0.0, 0.6, 0.8, 1.0, 1.25, 1.5], "seeds": 5, **bl.LAPTOP_POOLS, "n_values": [200],
-               "steps": 220, "schedule_steps": 1000, "eval_every": 20},  # lr >= 88% of its peak throughout
+    "laptop": {
+        "alphas": [0.0, 0.6, 0.8, 1.0, 1.25, 1.5],
+        "seeds": 5,
+        **bl.LAPTOP_POOLS,
+        "n_values": [200],
+        "steps": 220,
+        "schedule_steps": 1000,
+        "eval_every": 20,
+    },  # lr >= 88% of its peak throughout
     # the paper's model and budget (16k steps of 128), two N; its celebrity sizes are not given: ours
     "paper": {
         **bl.PAPER,

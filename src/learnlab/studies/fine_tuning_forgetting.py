@@ -210,9 +210,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 5 seeds; 64 biographies per new individual: new-50/100 run 100/200 steps, replay at n = 50 with
     # w = 2 and 1/8 runs 300/113, frozen-attention-50 100: 813 fine-tuning steps a seed, about 0.11 s a
     # member-step on 2 cores
-    "laptop": {"seeds": 5, **bl.LAPTOP_POOLS, "n_individuals": 300, "steps": 700, "new_values": [50, 100],
-               "replay_new": 50, "replay_weights": [2, 1 / 8], "ft_exposures": 64,
-               "schedule_steps": 1400},  # pre-training's lr >= 90% of its peak until step 300, past the plateau
+    "laptop": {
+        "seeds": 5,
+        **bl.LAPTOP_POOLS,
+        "n_individuals": 300,
+        "steps": 700,
+        "new_values": [50, 100],
+        "replay_new": 50,
+        "replay_weights": [2, 1 / 8],
+        "ft_exposures": 64,
+        "schedule_steps": 1400,
+    },  # pre-training's lr >= 90% of its peak until step 300, past the plateau
     "paper": {  # Zucchet et al.: knowledge-acquisition's paper model and world, fine-tuned at 3e-5
         **bl.PAPER,
         "seeds": 5,  # the claims' min_seeds (knowledge-acquisition's paper preset has one)
@@ -282,6 +290,7 @@ def fine_tunings(cfg: ForgettingConfig) -> list[FineTuning]:
 
 
 # --- attention patterns -----------------------------------------------------------------------------------
+
 
 def pattern_change(before: bl.Patterns, after: bl.Patterns, queries: Tensor) -> np.ndarray:
     """[layers, K]: the total-variation distance between attention distributions (`biography_lm.

@@ -67,8 +67,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 5 seeds (the three-phase claim is judged in every seed). Measured on single seeds: phase 1 ends at step
     # 250-300, the plateau at 450-540, held-out accuracy 64% at step 1400 and 77% at 1600. Cost alone on 2
     # cores: 0.54 s a step and 2.9 s an evaluation.
-    "laptop": {"seeds": 5, **bl.LAPTOP_POOLS, "n_individuals": 800, "eval_individuals": 100, "steps": 1500,
-               "schedule_steps": 2400, "eval_every": 30},  # fmt: skip
+    "laptop": {
+        "seeds": 5,
+        **bl.LAPTOP_POOLS,
+        "n_individuals": 800,
+        "eval_individuals": 100,
+        "steps": 1500,
+        "schedule_steps": 2400,
+        "eval_every": 30,
+    },  # fmt: skip
     "paper": {**bl.PAPER},  # Zucchet et al.: 64k individuals, 8 layers x 512, 16k steps of 128 sequences (GPU)
 }
 

@@ -77,10 +77,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Below N ~ 800 this world has no plateau: at N = 200, 5 of 5 seeds went from the baseline straight into
     # knowledge (5% accuracy by step 150-165). Before issue 11 (paper pools, N = 100 … 1600, 3 seeds): 12.7 min
     # alone on 2 cores, exponent 1.08.
-    "laptop": {"seeds": 3, **bl.LAPTOP_POOLS, "n_values": [800, 1000, 1250, 1600], "eval_every": 20,
-               "eval_individuals": 60},
-    "paper": {**bl.PAPER, "n_values": [4000, 8000, 16000, 32000, 64000], "seeds": 5, "steps": 16000,
-              "schedule_steps": 16000, "eval_every": 100},  # fmt: skip
+    "laptop": {
+        "seeds": 3,
+        **bl.LAPTOP_POOLS,
+        "n_values": [800, 1000, 1250, 1600],
+        "eval_every": 20,
+        "eval_individuals": 60,
+    },
+    "paper": {
+        **bl.PAPER,
+        "n_values": [4000, 8000, 16000, 32000, 64000],
+        "seeds": 5,
+        "steps": 16000,
+        "schedule_steps": 16000,
+        "eval_every": 100,
+    },  # fmt: skip
 }
 
 

@@ -277,6 +277,8 @@ CLAIMS = (
         min_seeds=5,
     ),
 )
+
+
 def notes(summary: dict[str, Any]) -> list[str]:
     """Beyond the claims: per model, the narrowest width that keeps hard accuracy within 2 points and the
     DropConnect curve; Gen0 against Gen2 relative to their margins; whether a2-gen0 reproduced a1-concept."""
@@ -341,13 +343,22 @@ def figures(summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
             clean = t[arm][f"{test}_clean"]
             for scheme, style in (("tensor", "-"), ("channel", "--")):
                 mean = [t[arm][f"{test}_int{b}_{scheme}"]["mean"] for b in bits] + [clean["mean"]]
-                axes[row, 0].plot([*bits, 32], mean, style, color=color, marker="o", ms=3,
-                                  label=label if scheme == "tensor" else None)
+                axes[row, 0].plot(
+                    [*bits, 32], mean, style, color=color, marker="o", ms=3, label=label if scheme == "tensor" else None
+                )
             cells = [clean] + [t[arm][f"{test}_{dropout_name(p)}"] for p in ps]
             mean = np.array([c["mean"] for c in cells])
             ci = np.array([c["ci95"] for c in cells])
-            axes[row, 1].errorbar([0, *ps], mean, yerr=[mean - ci[:, 0], ci[:, 1] - mean], color=color, marker="o",
-                                  ms=3, capsize=2, label=label)
+            axes[row, 1].errorbar(
+                [0, *ps],
+                mean,
+                yerr=[mean - ci[:, 0], ci[:, 1] - mean],
+                color=color,
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=label,
+            )
         axes[row, 0].set(ylabel=f"{test} accuracy", xscale="log", xticks=[*bits, 32], xticklabels=[*bits, "float"])
         axes[row, 0].minorticks_off()
         for ax in axes[row]:

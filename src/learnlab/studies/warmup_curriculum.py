@@ -97,8 +97,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Issue 11: the laptop world (pools of 40; N = 300), 5 seeds, 550 steps, warm-ups on 40 or 80 individuals
     # for 80 passes (100 and 200 steps): 3 trainings of 5 members at about 0.54 s a step, and a Bonferroni
     # correction over 2 grid points, not 4.
-    "laptop": {"seeds": 5, **bl.LAPTOP_POOLS, "steps": 550, "warmup_individuals_grid": [40, 80],
-               "warmup_epochs_grid": [80.0], "schedule_steps": 1000},  # lr >= 86% of its peak until step 250
+    "laptop": {
+        "seeds": 5,
+        **bl.LAPTOP_POOLS,
+        "steps": 550,
+        "warmup_individuals_grid": [40, 80],
+        "warmup_epochs_grid": [80.0],
+        "schedule_steps": 1000,
+    },  # lr >= 86% of its peak until step 250
     # the paper's model and budget; its warm-up sizes are not in the seed: 8k individuals, 16 or 64 epochs
     "paper": {
         **bl.PAPER,
@@ -284,7 +290,7 @@ def notes(summary: dict[str, Any]) -> list[str]:
         f"N = {c['n_individuals']} individuals, {c['steps']} steps of {c['batch_size']}: the source's gains grow "
         f"with N and its headline is at N = {PUBLISHED['n_individuals']:,}; one small N cannot test the growth.",
         "The seed names no warm-up size or length to pre-register, so every grid point is tested, each at the "
-        "Bonferroni-corrected level (1 − 0.05/k for k points): a claim about \"some warm-up\" then keeps a 2.5% "
+        'Bonferroni-corrected level (1 − 0.05/k for k points): a claim about "some warm-up" then keeps a 2.5% '
         "false-positive rate, where testing the best-looking point at 95% would not. A smaller grid costs less "
         "correction.",
     ]

@@ -393,11 +393,6 @@ def switch_loss(logits: Tensor, real: Tensor, top_k: int, alpha: float) -> Tenso
     return alpha * e * (share * mean_prob).sum(dim=-1)
 
 
-def cosine(steps: int) -> Callable[[int], float]:
-    """The learning-rate multiplier: cosine decay from 1 to 0 over `steps`, no warm-up."""
-    return warmup_cosine(steps)
-
-
 def pattern_names(n_layers: int) -> list[str]:
     return [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
 
@@ -537,7 +532,7 @@ def train(
             weight_decay=cfg.weight_decay,
             betas=(0.9, cfg.beta2),
             decoupled_weight_decay=True,
-            lr_schedule=cosine(cfg.schedule_steps or cfg.steps),
+            lr_schedule=warmup_cosine(cfg.schedule_steps or cfg.steps),
             evaluate=evaluate,
             eval_every=cfg.eval_every if eval_steps is None else 0,
             eval_steps=eval_steps,

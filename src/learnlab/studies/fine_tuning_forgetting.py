@@ -77,7 +77,7 @@ from learnlab.config import StudyConfig, distinct_sorted
 from learnlab.engine.context import RunContext
 from learnlab.engine.jobs import GridConfig, Job, run_jobs
 from learnlab.engine.rng import generator
-from learnlab.engine.train import TrainLog, train_ensemble
+from learnlab.engine.train import TrainLog, train_ensemble, warmup_cosine
 from learnlab.models.mlp import EnsembleMLP
 from learnlab.models.transformer import EnsembleTransformer
 from learnlab.protocols import biography_lm as bl
@@ -404,7 +404,7 @@ def toy_job(cfg: ToyConfig, ctx: RunContext) -> pd.DataFrame:
             MemoryBatches(keys, classes, 0, cfg.toy_pairs, cfg.toy_batch, seeds, "toy-pre-training"),
             steps=cfg.toy_steps,
             lr=cfg.toy_lr,
-            lr_schedule=bl.cosine(cfg.toy_steps),
+            lr_schedule=warmup_cosine(cfg.toy_steps),
             on_step=update,
             checkpoint=ctx.checkpoint("toy-pre-training"),
             **common,

@@ -177,9 +177,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # and a 32-wide MLP store the same (2 seeds, N = 100, 800 steps: 82.6% vs 82.9%; this preset: 67% vs 64%); at vocab
     # 512 (11 of 100 with a token of their own) nothing was learnt in 800 steps (3-7%). Capacity needs the paper preset.
     # lr 0.01 learnt slower (N = 50, 400 steps: 55%), 0.03-0.04 worse; 300 steps left N = 50 at 53% and N = 100 at 19%.
-    # Cost: 577 CPU-s for the whole run (317 user, 260 system: page faults of the 2048-token logits), measured on a
-    # shared CPU (8.3 min wall at 116% CPU); a one-thread moe-8 job costs the same CPU time, so alone on 2 cores it
-    # takes at most ~9.6 min, ~5-7 with PyTorch's 2 threads; measured alone on 2 cores: 388 s.
+    # Cost, measured alone on 2 cores: 388 s (577 CPU-s on a shared CPU, 260 of them system time: page faults of
+    # the 2048-token logits).
     "laptop": {
         "seeds": 5,
         **bl.LAPTOP_POOLS,
